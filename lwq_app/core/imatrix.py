@@ -188,7 +188,8 @@ def read_dat(path: Path) -> Imatrix:
         # store as one matrix whose weights() reproduce llama.cpp: values / ncall
         cnt = np.array([float(ncall) if ncall > 0 else 1.0], np.float32)
         entries[name] = ImatrixEntry(name, vals.reshape(1, -1), cnt)
-    chunk_count, datasets = 0, ()
+    chunk_count = 0
+    datasets: tuple[str, ...] = ()
     if pos < len(data):
         (chunk_count,) = take("<i")
         if pos < len(data):
@@ -234,9 +235,7 @@ def write_dat(im: Imatrix, path: str | Path) -> None:
         vals = np.empty_like(e.sums, dtype=np.float32)
         for j in range(e.n_mat):
             c = np.float32(e.counts[j])
-            vals[j] = (
-                np.float32(ncall) if c == 0 else (e.sums[j] / c) * np.float32(ncall)
-            )
+            vals[j] = np.float32(ncall) if c == 0 else (e.sums[j] / c) * np.float32(ncall)
         out += struct.pack("<i", len(raw)) + raw + struct.pack("<ii", ncall, vals.size)
         out += vals.astype("<f4").tobytes()
     out += struct.pack("<i", im.chunk_count)

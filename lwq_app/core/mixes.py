@@ -129,8 +129,10 @@ class _State:
         self.i_ffn_gate = 0
         self.i_ffn_up = 0
         self.n_expert = model.n_expert
-        self.is_70b = model.architecture == "llama" and model.n_layer == 80 and (
-            model.n_head != model.n_head_kv
+        self.is_70b = (
+            model.architecture == "llama"
+            and model.n_layer == 80
+            and (model.n_head != model.n_head_kv)
         )
 
 
@@ -143,7 +145,7 @@ def _layer_info(st: _State, counter: int, name: str) -> tuple[int, int]:
     return counter, st.n_ffn
 
 
-def _impl(st: _State, new_type: str, t: TensorInfo, ftype: str, cat: str) -> str:  # noqa: C901
+def _impl(st: _State, new_type: str, t: TensorInfo, ftype: str, cat: str) -> str:
     m = st.model
     arch = m.architecture
     gqa = m.n_gqa
@@ -191,15 +193,11 @@ def _impl(st: _State, new_type: str, t: TensorInfo, ftype: str, cat: str) -> str
             new_type = "Q4_K"
         elif ftype == "IQ3_XXS":
             new_type = "Q4_K" if gqa >= 4 else ("IQ3_S" if not st.has_imatrix else "IQ3_XXS")
-        elif ftype in ("IQ3_XS", "IQ3_S") and gqa >= 4:
-            new_type = "Q4_K"
-        elif ftype == "IQ3_M":
+        elif (ftype in ("IQ3_XS", "IQ3_S") and gqa >= 4) or ftype == "IQ3_M":
             new_type = "Q4_K"
         elif ftype == "Q3_K_M":
             new_type = "Q5_K" if i < 2 else "Q4_K"
-        elif ftype == "Q3_K_L":
-            new_type = "Q5_K"
-        elif ftype in ("IQ4_NL", "IQ4_XS") and gqa >= 4:
+        elif ftype == "Q3_K_L" or (ftype in ("IQ4_NL", "IQ4_XS") and gqa >= 4):
             new_type = "Q5_K"
         elif ftype in ("Q4_K_M", "Q5_K_M") and _use_more_bits(i, n):
             new_type = "Q6_K"
@@ -254,11 +252,7 @@ def _impl(st: _State, new_type: str, t: TensorInfo, ftype: str, cat: str) -> str
                     new_type = "Q4_K"
             elif _use_more_bits(i_layer, n_layer):
                 new_type = "Q6_K"
-        elif (
-            i_layer < n_layer // 8
-            and ftype in ("IQ4_NL", "IQ4_XS")
-            and not st.has_imatrix
-        ):
+        elif i_layer < n_layer // 8 and ftype in ("IQ4_NL", "IQ4_XS") and not st.has_imatrix:
             new_type = "Q5_K"
         elif ftype == "Q5_K_M" and _use_more_bits(i_layer, n_layer):
             new_type = "Q6_K"
@@ -271,9 +265,18 @@ def _impl(st: _State, new_type: str, t: TensorInfo, ftype: str, cat: str) -> str
         if arch != "falcon":
             if n_expert == 8:
                 if ftype in (
-                    "Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S",
-                    "Q4_K_M", "IQ3_S", "IQ3_M", "IQ4_XS",
-                ):  # fmt: skip
+                    "Q2_K",
+                    "IQ3_XS",
+                    "IQ3_XXS",
+                    "Q3_K_S",
+                    "Q3_K_M",
+                    "IQ4_NL",
+                    "Q4_K_S",
+                    "Q4_K_M",
+                    "IQ3_S",
+                    "IQ3_M",
+                    "IQ4_XS",
+                ):
                     new_type = "Q5_K"
             else:
                 new_type = {

@@ -24,16 +24,42 @@ GGUF_MAGIC = b"GGUF"
 
 #: substrings that keep a tensor out of quantization (tensor_allows_quantization)
 _NEVER_QUANTIZED = (
-    "_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel",
-    "per_layer_model_proj", "ssm_conv1d", "shortconv.conv.weight", "indexer.k_proj.weight",
-    "indexer.q_proj.weight", "time_mix_first.weight", "time_mix_w0.weight",
-    "time_mix_w1.weight", "time_mix_w2.weight", "time_mix_v0.weight", "time_mix_v1.weight",
-    "time_mix_v2.weight", "time_mix_a0.weight", "time_mix_a1.weight", "time_mix_a2.weight",
-    "time_mix_g1.weight", "time_mix_g2.weight", "time_mix_decay_w1.weight",
-    "time_mix_decay_w2.weight", "time_mix_lerp_fused.weight", "attn_rel_b.weight",
-    ".position_embd", "sam.pos_embd", "sam.neck.", "sam.net_", ".rel_pos", ".patch_embd",
-    ".patch_merger", "a.rvq.codebook", "mm.a.code_embd",
-)  # fmt: skip
+    "_norm.weight",
+    "ffn_gate_inp.weight",
+    "ffn_gate_tid2eid.weight",
+    "altup",
+    "laurel",
+    "per_layer_model_proj",
+    "ssm_conv1d",
+    "shortconv.conv.weight",
+    "indexer.k_proj.weight",
+    "indexer.q_proj.weight",
+    "time_mix_first.weight",
+    "time_mix_w0.weight",
+    "time_mix_w1.weight",
+    "time_mix_w2.weight",
+    "time_mix_v0.weight",
+    "time_mix_v1.weight",
+    "time_mix_v2.weight",
+    "time_mix_a0.weight",
+    "time_mix_a1.weight",
+    "time_mix_a2.weight",
+    "time_mix_g1.weight",
+    "time_mix_g2.weight",
+    "time_mix_decay_w1.weight",
+    "time_mix_decay_w2.weight",
+    "time_mix_lerp_fused.weight",
+    "attn_rel_b.weight",
+    ".position_embd",
+    "sam.pos_embd",
+    "sam.neck.",
+    "sam.net_",
+    ".rel_pos",
+    ".patch_embd",
+    ".patch_merger",
+    "a.rvq.codebook",
+    "mm.a.code_embd",
+)
 _NEVER_QUANTIZED_EXACT = ("position_embd.weight", "token_types.weight")
 
 
@@ -177,7 +203,9 @@ def split_paths(path: Path) -> tuple[Path, ...]:
         return (path,)
     count = int(m.group("count"))
     stem = m.group("stem")
-    paths = tuple(path.with_name(f"{stem}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1))
+    paths = tuple(
+        path.with_name(f"{stem}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)
+    )
     missing = [p.name for p in paths if not p.exists()]
     if missing:
         raise ModelFileError(f"{path}: split model is missing shard(s): {', '.join(missing)}")
@@ -203,7 +231,9 @@ def _open_reader(path: Path) -> Any:
             raise ModelFileError(f"{path}: unknown tensor type ({msg})") from None
         raise ModelFileError(f"{path}: corrupted or truncated GGUF ({msg})") from None
     except (IndexError, OverflowError, UnicodeDecodeError, TypeError, MemoryError) as e:
-        raise ModelFileError(f"{path}: corrupted or truncated GGUF ({type(e).__name__}: {e})") from None
+        raise ModelFileError(
+            f"{path}: corrupted or truncated GGUF ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _field_value(reader: Any, key: str) -> Any:
@@ -249,10 +279,14 @@ def open_model(path: str | Path) -> ModelInfo:
             tid = int(rt.tensor_type)
             qt = TYPES_BY_ID.get(tid)
             if qt is None:
-                raise ModelFileError(f"{p}: tensor {rt.name!r} has a type lwq does not know (id {tid})")
+                raise ModelFileError(
+                    f"{p}: tensor {rt.name!r} has a type lwq does not know (id {tid})"
+                )
             shape = tuple(int(d) for d in rt.shape)
             if rt.data_offset + rt.n_bytes > size:
-                raise ModelFileError(f"{p}: truncated: tensor {rt.name!r} ends past the end of the file")
+                raise ModelFileError(
+                    f"{p}: truncated: tensor {rt.name!r} ends past the end of the file"
+                )
             tensors.append(
                 TensorInfo(
                     name=rt.name,
@@ -309,7 +343,9 @@ def tensor_data_hash(model: ModelInfo, chunk: int = 64 << 20) -> str:
             while left:
                 buf = f.read(min(chunk, left))
                 if not buf:
-                    raise ModelFileError(f"{model.paths[t.file_index]}: truncated in tensor {t.name}")
+                    raise ModelFileError(
+                        f"{model.paths[t.file_index]}: truncated in tensor {t.name}"
+                    )
                 h.update(buf)
                 left -= len(buf)
     finally:

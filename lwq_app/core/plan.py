@@ -224,8 +224,9 @@ def _retype(t: TensorPlan, type_name: str, strict: bool) -> TensorPlan:
 
 def _tensor_plan(t: TensorInfo, requested: str) -> TensorPlan:
     eff = effective_type(requested, t.ne0) if t.quantizable else t.type
-    return TensorPlan(t.name, t.shape, t.type, requested if t.quantizable else t.type, eff,
-                      t.quantizable)  # fmt: skip
+    return TensorPlan(
+        t.name, t.shape, t.type, requested if t.quantizable else t.type, eff, t.quantizable
+    )
 
 
 def plan_from_preset(model: ModelInfo, preset: str, with_imatrix: bool = False) -> QuantPlan:
@@ -282,16 +283,18 @@ def plan_from_types(
     )
 
 
-def plan_from_dict(model: ModelInfo, data: Any, *, strict: bool = False, source: str = "plan") -> QuantPlan:
+def plan_from_dict(
+    model: ModelInfo, data: Any, *, strict: bool = False, source: str = "plan"
+) -> QuantPlan:
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-        raise PlanError(f"{source}: not an lwq plan (missing \"format\": \"{PLAN_FORMAT}\")")
+        raise PlanError(f'{source}: not an lwq plan (missing "format": "{PLAN_FORMAT}")')
     if data.get("version") != PLAN_VERSION:
         raise PlanError(f"{source}: plan version {data.get('version')!r} is not supported")
     types = data.get("tensors")
     if not isinstance(types, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in types.items()
     ):
-        raise PlanError(f"{source}: \"tensors\" must map tensor names to type names")
+        raise PlanError(f'{source}: "tensors" must map tensor names to type names')
     m = data.get("model", {})
     if isinstance(m, dict) and m.get("architecture") not in (None, model.architecture):
         raise PlanError(

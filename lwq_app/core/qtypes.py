@@ -70,10 +70,29 @@ TYPES_BY_ID: dict[int, QuantType] = {t.ggml_id: t for t in _TYPES}
 
 #: types a plan may request, roughly from fewest to most bits
 PLANNABLE: tuple[str, ...] = (
-    "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "Q2_K", "IQ3_XXS", "IQ3_S", "Q3_K",
-    "IQ4_XS", "IQ4_NL", "Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K", "Q8_0",
-    "F16", "BF16", "F32",
-)  # fmt: skip
+    "IQ1_S",
+    "IQ1_M",
+    "IQ2_XXS",
+    "IQ2_XS",
+    "IQ2_S",
+    "Q2_K",
+    "IQ3_XXS",
+    "IQ3_S",
+    "Q3_K",
+    "IQ4_XS",
+    "IQ4_NL",
+    "Q4_0",
+    "Q4_1",
+    "Q4_K",
+    "Q5_0",
+    "Q5_1",
+    "Q5_K",
+    "Q6_K",
+    "Q8_0",
+    "F16",
+    "BF16",
+    "F32",
+)
 
 
 def get_type(name: str) -> QuantType:

@@ -172,8 +172,9 @@ def quantize(
         progress(Progress(Stage.WRITE, 0, 1, "verifying output"))
         written = _verify_output(tmp, plan)
         digest = tensor_data_hash(written)
-        atomic_write_text(sidecar, json.dumps(_sidecar(plan, model, imatrix_path, base, digest),
-                                              indent=1) + "\n")  # fmt: skip
+        atomic_write_text(
+            sidecar, json.dumps(_sidecar(plan, model, imatrix_path, base, digest), indent=1) + "\n"
+        )
         os.chmod(tmp, 0o644)
         os.replace(tmp, out_p)
     except BaseException:
@@ -265,12 +266,23 @@ def child_quantize(
         ctx.progress(Progress(Stage.QUANTIZE, i - 1, n, name))
 
     res = quantize_file(
-        src, dst, ftype=ftype, overrides=overrides, imatrix=weights, kv=kv, threads=threads,
-        pure=True, on_tensor=on_tensor,
-    )  # fmt: skip
+        src,
+        dst,
+        ftype=ftype,
+        overrides=overrides,
+        imatrix=weights,
+        kv=kv,
+        threads=threads,
+        pure=True,
+        on_tensor=on_tensor,
+    )
     if not res.ok:
         reason = next(
-            (ln.strip() for ln in reversed(res.log) if "failed to quantize" in ln or "error" in ln.lower()),
+            (
+                ln.strip()
+                for ln in reversed(res.log)
+                if "failed to quantize" in ln or "error" in ln.lower()
+            ),
             "llama_model_quantize failed",
         )
         if "imatrix" in reason:

@@ -47,6 +47,8 @@ def make_recipe(plan: QuantPlan, base_ftype: str | None = None) -> Recipe:
     lines = []
     for t in plan.quantized_tensors():
         if t.name != t.name.lower():
-            raise PlanError(f"tensor {t.name}: llama-quantize lowercases patterns; cannot express it")
+            raise PlanError(
+                f"tensor {t.name}: llama-quantize lowercases patterns; cannot express it"
+            )
         lines.append(f"{override_pattern(t.name)}={t.effective.lower()}")
     return Recipe(base_ftype or choose_base_ftype(plan), "\n".join(lines) + "\n", len(lines))

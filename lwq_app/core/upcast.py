@@ -104,10 +104,13 @@ def upcast(
             np_shape = tuple(int(d) for d in reversed(rt.shape))
             if convert:
                 n = int(np.prod(np_shape))
-                w.add_tensor_info(rt.name, np_shape, np.dtype(np.float16), n * elem, raw_dtype=out_type)
+                w.add_tensor_info(
+                    rt.name, np_shape, np.dtype(np.float16), n * elem, raw_dtype=out_type
+                )
             else:
-                w.add_tensor_info(rt.name, rt.data.shape, rt.data.dtype, int(rt.n_bytes),
-                                  raw_dtype=qt)  # fmt: skip
+                w.add_tensor_info(
+                    rt.name, rt.data.shape, rt.data.dtype, int(rt.n_bytes), raw_dtype=qt
+                )
             plans.append((rt, qt, convert, np_shape))
         w.write_header_to_file()
         w.write_kv_data_to_file()

@@ -3,10 +3,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import fixtures
 import numpy as np
 import pytest
 
-import fixtures
 from lwq_app.core.errors import ImatrixError
 from lwq_app.core.imatrix import Imatrix, ImatrixEntry, read_imatrix, write_dat, write_gguf
 from lwq_app.core.model import open_model
@@ -33,7 +33,10 @@ def test_gguf_round_trip(golden_imatrix: Path, tmp_path: Path) -> None:
         np.testing.assert_array_equal(back.entries[n].sums, e.sums)
         np.testing.assert_array_equal(back.entries[n].counts, e.counts)
     assert (back.datasets, back.chunk_count, back.chunk_size) == (
-        im.datasets, im.chunk_count, im.chunk_size)  # fmt: skip
+        im.datasets,
+        im.chunk_count,
+        im.chunk_size,
+    )
     from gguf import GGUFReader
 
     r = GGUFReader(out)
@@ -54,15 +57,21 @@ def test_dat_round_trip_gives_same_weights(golden_imatrix: Path, tmp_path: Path)
 def test_moe_zero_count_expert_weighs_one(tmp_path: Path) -> None:
     sums = np.arange(3 * 4, dtype=np.float32).reshape(3, 4)
     counts = np.array([2.0, 0.0, 4.0], np.float32)
-    im = Imatrix({"blk.0.ffn_down_exps.weight": ImatrixEntry("blk.0.ffn_down_exps.weight", sums, counts)},
-                 ("x",), 1, 512)  # fmt: skip
+    im = Imatrix(
+        {"blk.0.ffn_down_exps.weight": ImatrixEntry("blk.0.ffn_down_exps.weight", sums, counts)},
+        ("x",),
+        1,
+        512,
+    )
     assert im.zero_count_experts() == {"blk.0.ffn_down_exps.weight": [1]}
     w = im.entries["blk.0.ffn_down_exps.weight"].weights().reshape(3, 4)
     np.testing.assert_array_equal(w[1], np.ones(4, np.float32))
     np.testing.assert_array_equal(w[0], sums[0] / 2)
     write_gguf(im, tmp_path / "moe.gguf")
     back = read_imatrix(tmp_path / "moe.gguf")
-    np.testing.assert_array_equal(back.entries["blk.0.ffn_down_exps.weight"].weights(), w.reshape(-1))
+    np.testing.assert_array_equal(
+        back.entries["blk.0.ffn_down_exps.weight"].weights(), w.reshape(-1)
+    )
     write_dat(im, tmp_path / "moe.dat")  # legacy keeps the entry (partial data stored as 1)
     dat = read_imatrix(tmp_path / "moe.dat")
     np.testing.assert_allclose(dat.entries["blk.0.ffn_down_exps.weight"].weights(), w.reshape(-1))
@@ -81,8 +90,12 @@ def test_corrupt_and_foreign_imatrix(golden_imatrix: Path, tmp_path: Path) -> No
         read_imatrix(tmp_path / "none.gguf")
     im = read_imatrix(golden_imatrix)
     other = open_model(fixtures.synthetic("gqa4-untied"))
-    with pytest.raises(ImatrixError, match=r"entry blk\.0\.\w+\.weight has \d+ values.*another model"):
+    with pytest.raises(
+        ImatrixError, match=r"entry blk\.0\.\w+\.weight has \d+ values.*another model"
+    ):
         im.check_model(other)
     smol = open_model(fixtures.fixture_path("smollm2"))
-    with pytest.raises(ImatrixError, match=r"no importance data for tensor\(s\) token_embd\.weight"):
+    with pytest.raises(
+        ImatrixError, match=r"no importance data for tensor\(s\) token_embd\.weight"
+    ):
         im.check_model(smol, ["token_embd.weight"])

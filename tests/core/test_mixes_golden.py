@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import fixtures
 import pytest
 
-import fixtures
 from lwq_app.core.mixes import QUANT_PRESETS
 from lwq_app.core.model import open_model
 from lwq_app.core.plan import plan_from_preset
@@ -34,7 +34,13 @@ def test_preset_types_equal_llama_quantize(
             json.loads((GOLDEN / f"{fixture}.json").read_text()),
         )
     model, golden = models[fixture]
-    want = dict(zip(golden["tensors"], golden["types"][preset + ("+imatrix" if with_imatrix else "")]))
+    want = dict(
+        zip(
+            golden["tensors"],
+            golden["types"][preset + ("+imatrix" if with_imatrix else "")],
+            strict=True,
+        )
+    )
     plan = plan_from_preset(model, preset, with_imatrix=with_imatrix)
     got = plan.effective_types()
     diff = {n: (got[n], want[n]) for n in want if got[n] != want[n]}

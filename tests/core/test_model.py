@@ -3,10 +3,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import fixtures
 import numpy as np
 import pytest
 
-import fixtures
 from lwq_app.core.errors import ModelFileError
 from lwq_app.core.model import allows_quantization, open_model
 
@@ -18,7 +18,13 @@ def test_smollm2_inventory(smollm2: Path) -> None:
     assert m.n_vocab == 49152
     assert len(m.tensors) == 272
     q = m.tensor("blk.3.attn_q.weight")
-    assert (q.layer, q.kind, q.shape, q.type, q.quantizable) == (3, "attn_q", (576, 576), "F16", True)
+    assert (q.layer, q.kind, q.shape, q.type, q.quantizable) == (
+        3,
+        "attn_q",
+        (576, 576),
+        "F16",
+        True,
+    )
     norm = m.tensor("blk.3.ffn_norm.weight")
     assert norm.quantizable is False and norm.type == "F32"
     assert m.tensor("token_embd.weight").quantizable

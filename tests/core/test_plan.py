@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import fixtures
 import pytest
 
-import fixtures
 from lwq_app.core.errors import PlanError
 from lwq_app.core.model import ModelInfo, open_model
 from lwq_app.core.plan import load_plan, plan_from_preset, plan_from_types
@@ -110,5 +110,15 @@ def test_recipe_has_one_anchored_pattern_per_tensor(model: ModelInfo) -> None:
     assert "^blk\\.0\\.attn_q\\.weight$=q5_0" in lines
     assert all(ln.startswith("^") and "$=" in ln for ln in lines)
     cmd = r.command("in.gguf", "out.gguf", "types.txt", "im.gguf", 2)
-    assert cmd == ["llama-quantize", "--pure", "--imatrix", "im.gguf", "--tensor-type-file",
-                   "types.txt", "in.gguf", "out.gguf", "Q8_0", "2"]  # fmt: skip
+    assert cmd == [
+        "llama-quantize",
+        "--pure",
+        "--imatrix",
+        "im.gguf",
+        "--tensor-type-file",
+        "types.txt",
+        "in.gguf",
+        "out.gguf",
+        "Q8_0",
+        "2",
+    ]

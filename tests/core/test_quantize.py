@@ -33,7 +33,11 @@ def _kv(path: Path) -> dict:
     from gguf import GGUFReader
 
     r = GGUFReader(path)
-    return {k: f.contents() for k, f in r.fields.items() if k.startswith(("quantize.", "lwq.", "general.file_type"))}
+    return {
+        k: f.contents()
+        for k, f in r.fields.items()
+        if k.startswith(("quantize.", "lwq.", "general.file_type"))
+    }
 
 
 @pytest.mark.parametrize("preset", ["Q4_K_M", "Q3_K_M"])
@@ -45,8 +49,15 @@ def test_preset_plan_is_byte_identical_to_llama_quantize(
     plan = plan_from_preset(model, preset, with_imatrix=True)
     out = tmp_path / f"lwq-{preset}.gguf"
     events: list[Progress] = []
-    r = quantize(smollm2, plan, out, imatrix_path=golden_imatrix, base_ftype="Q8_0",
-                 threads=2, progress=events.append)  # fmt: skip
+    r = quantize(
+        smollm2,
+        plan,
+        out,
+        imatrix_path=golden_imatrix,
+        base_ftype="Q8_0",
+        threads=2,
+        progress=events.append,
+    )
     assert r.n_overrides == sum(t.quantizable for t in model.tensors) == 211
     g = golden_quant[preset]
     written = open_model(out)
@@ -103,12 +114,14 @@ def test_custom_plan_writes_exact_types_and_keeps_quality(
     assert written["blk.1.attn_q.weight"] == "Q4_0"  # Q3_K fell back (576 columns)
     assert written["blk.2.attn_q.weight"] == "Q5_0"  # Q4_K fell back
     assert r.tensor_bytes == plan.size_bytes
-    text = wiki_text[: 40_000]
+    text = wiki_text[:40_000]
     ppl_q = perplexity(str(out), text, n_ctx=256, max_chunks=4, threads=2)
     ppl_f = perplexity(str(smollm2), text, n_ctx=256, max_chunks=4, threads=2)
     completion = greedy_completion(str(out), "The capital of France is", 16, threads=2)
-    print(f"\nPPL F16 {ppl_f:.3f}, custom plan {ppl_q:.3f} ({ppl_q / ppl_f:.3f}x); "
-          f"greedy: {completion!r}")  # fmt: skip
+    print(
+        f"\nPPL F16 {ppl_f:.3f}, custom plan {ppl_q:.3f} ({ppl_q / ppl_f:.3f}x); "
+        f"greedy: {completion!r}"
+    )
     assert ppl_f < ppl_q < ppl_f * 1.15
     assert len(completion.strip()) > 0
 
@@ -135,8 +148,11 @@ def test_cancel_after_first_progress_leaves_nothing(smollm2: Path, tmp_path: Pat
     assert not any(p.stage.value == "write" for p in seen)  # never reached the end
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
-        alive = [c for c in me.children(recursive=True) if c.pid not in before and c.is_running()
-                 and c.status() != psutil.STATUS_ZOMBIE]  # fmt: skip
+        alive = [
+            c
+            for c in me.children(recursive=True)
+            if c.pid not in before and c.is_running() and c.status() != psutil.STATUS_ZOMBIE
+        ]
         if not alive:
             break
         time.sleep(0.02)
@@ -157,19 +173,29 @@ def test_cancel_from_another_thread(smollm2: Path, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bad_inputs(smollm2: Path, smollm2_q4_1: Path, golden_imatrix: Path, tmp_path: Path) -> None:
+def test_bad_inputs(
+    smollm2: Path, smollm2_q4_1: Path, golden_imatrix: Path, tmp_path: Path
+) -> None:
     model = open_model(smollm2)
     plan = plan_from_preset(model, "Q4_K_M")
     out = tmp_path / "out.gguf"
     low = plan.with_types({"blk.3.ffn_down.weight": "IQ2_XXS"})
-    with pytest.raises(PlanError, match=r"IQ2_XXS of tensor blk\.3\.ffn_down\.weight requires an importance matrix"):
+    with pytest.raises(
+        PlanError, match=r"IQ2_XXS of tensor blk\.3\.ffn_down\.weight requires an importance matrix"
+    ):
         quantize(smollm2, low, out)
     # an imatrix lacking that tensor
     im = read_imatrix(golden_imatrix)
-    partial = Imatrix({k: v for k, v in im.entries.items() if k != "blk.3.ffn_down.weight"},
-                      im.datasets, im.chunk_count, im.chunk_size)  # fmt: skip
+    partial = Imatrix(
+        {k: v for k, v in im.entries.items() if k != "blk.3.ffn_down.weight"},
+        im.datasets,
+        im.chunk_count,
+        im.chunk_size,
+    )
     write_gguf(partial, tmp_path / "partial.imatrix.gguf")
-    with pytest.raises(ImatrixError, match=r"no importance data for tensor\(s\) blk\.3\.ffn_down\.weight"):
+    with pytest.raises(
+        ImatrixError, match=r"no importance data for tensor\(s\) blk\.3\.ffn_down\.weight"
+    ):
         quantize(smollm2, low, out, imatrix_path=tmp_path / "partial.imatrix.gguf")
     # an imatrix of the wrong size (another model)
     sums = {k: v for k, v in im.entries.items()}
@@ -196,5 +222,8 @@ def test_bad_inputs(smollm2: Path, smollm2_q4_1: Path, golden_imatrix: Path, tmp
         quantize(smollm2, plan, smollm2)
     with pytest.raises(OutputError, match="not enough disk space"):
         check_free_space(out, 10**18)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["partial.imatrix.gguf", "wrong.imatrix.gguf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "partial.imatrix.gguf",
+        "wrong.imatrix.gguf",
+    ]
     assert not os.path.exists(out)

@@ -7,7 +7,7 @@ from lwq_app.core.units import format_size, parse_size
 
 def test_parse_units() -> None:
     assert parse_size("3.9GB") == 3_900_000_000
-    assert parse_size("3.6GiB") == int(round(3.6 * 2**30))
+    assert parse_size("3.6GiB") == round(3.6 * 2**30)
     assert parse_size("512 MiB") == 512 * 2**20
     assert parse_size("100B") == 100
 

