@@ -232,12 +232,13 @@ def cmd_quantize(a: argparse.Namespace) -> int:
         _err(f"warning: … {len(plan.warnings()) - 3} more tensors fall back")
     bar = ProgressBar()
     r = quantize(
-        model.path,
+        model,
         plan,
         a.output,
         imatrix_path=a.imatrix,
         threads=a.threads,
         base_ftype=a.base_ftype,
+        hash_output=a.hash,
         progress=bar,
     )
     bar.close()
@@ -350,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="quantize a model with a plan through llama.cpp")
     p.add_argument("model")
     _plan_source(p, "--plan")
+    p.add_argument(
+        "--hash",
+        action="store_true",
+        help="record the output's tensor-data SHA-256 in the plan sidecar (re-reads the file)",
+    )
     p.add_argument(
         "--base-ftype",
         metavar="NAME",

@@ -47,7 +47,7 @@ class QuantizeResult:
     base_ftype: str
     n_overrides: int
     tensor_bytes: int
-    tensor_data_sha256: str
+    tensor_data_sha256: str | None  # only with hash_output=True (it re-reads the whole file)
     seconds: float
 
 
@@ -117,20 +117,21 @@ def validate_job(
 
 
 def quantize(
-    model_path: str | Path,
+    model_path: str | Path | ModelInfo,
     plan: QuantPlan,
     out: str | Path,
     *,
     imatrix_path: str | Path | None = None,
     threads: int = 0,
     base_ftype: str | None = None,
+    hash_output: bool = False,
     progress: ProgressSink = no_progress,
     cancel: CancelToken | None = None,
 ) -> QuantizeResult:
     """Quantize ``model_path`` with ``plan`` into ``out`` (see module docstring)."""
     t0 = time.monotonic()
     out_p = Path(out)
-    model = open_model(model_path)
+    model = model_path if isinstance(model_path, ModelInfo) else open_model(model_path)
     imatrix = read_imatrix(imatrix_path) if imatrix_path is not None else None
     base = get_preset(base_ftype).name if base_ftype else choose_base_ftype(plan)
     validate_job(model, plan, imatrix, base, out_p)
@@ -171,7 +172,7 @@ def quantize(
         )
         progress(Progress(Stage.WRITE, 0, 1, "verifying output"))
         written = _verify_output(tmp, plan)
-        digest = tensor_data_hash(written)
+        digest = tensor_data_hash(written) if hash_output else None
         atomic_write_text(
             sidecar, json.dumps(_sidecar(plan, model, imatrix_path, base, digest), indent=1) + "\n"
         )
@@ -226,7 +227,11 @@ def _verify_output(path: Path, plan: QuantPlan) -> ModelInfo:
 
 
 def _sidecar(
-    plan: QuantPlan, model: ModelInfo, imatrix_path: str | Path | None, base: str, digest: str
+    plan: QuantPlan,
+    model: ModelInfo,
+    imatrix_path: str | Path | None,
+    base: str,
+    digest: str | None,
 ) -> dict[str, Any]:
     from .engine import llama_cpp_version
 

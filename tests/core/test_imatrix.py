@@ -3,10 +3,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-import fixtures
 import numpy as np
 import pytest
 
+import fixtures
 from lwq_app.core.errors import ImatrixError
 from lwq_app.core.imatrix import Imatrix, ImatrixEntry, read_imatrix, write_dat, write_gguf
 from lwq_app.core.model import open_model

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import fixtures
 import pytest
 
+import fixtures
 from lwq_app.core.mixes import QUANT_PRESETS
 from lwq_app.core.model import open_model
 from lwq_app.core.plan import plan_from_preset

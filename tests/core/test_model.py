@@ -3,10 +3,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-import fixtures
 import numpy as np
 import pytest
 
+import fixtures
 from lwq_app.core.errors import ModelFileError
 from lwq_app.core.model import allows_quantization, open_model
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import fixtures
 import pytest
 
+import fixtures
 from lwq_app.core.errors import PlanError
 from lwq_app.core.model import ModelInfo, open_model
 from lwq_app.core.plan import load_plan, plan_from_preset, plan_from_types

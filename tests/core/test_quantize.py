@@ -56,6 +56,7 @@ def test_preset_plan_is_byte_identical_to_llama_quantize(
         imatrix_path=golden_imatrix,
         base_ftype="Q8_0",
         threads=2,
+        hash_output=True,
         progress=events.append,
     )
     assert r.n_overrides == sum(t.quantizable for t in model.tensors) == 211

@@ -1,0 +1,40 @@
+"""Shared helpers for the benchmarks: timing a command with its whole process tree's RSS."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    peak_rss: int  # bytes, summed over the process tree, sampled every 20 ms
+
+
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> Run:
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = psutil.Process(p.pid)
+    peak = 0
+    while p.poll() is None:
+        try:
+            procs = [proc, *proc.children(recursive=True)]
+            rss = sum(x.memory_info().rss for x in procs if x.is_running())
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    seconds = time.perf_counter() - t0
+    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+    if p.returncode != 0:
+        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{err[-2000:]}")
+    return Run(seconds, peak)
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
