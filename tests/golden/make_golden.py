@@ -30,7 +30,6 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(ROOT))
 
 import fixtures  # noqa: E402
-
 from lwq_app.core.mixes import QUANT_PRESETS  # noqa: E402
 from lwq_app.core.model import open_model, per_tensor_hashes  # noqa: E402
 
