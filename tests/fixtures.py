@@ -110,8 +110,12 @@ def _writer_common(
     w.add_file_type(1)
 
 
-def make_synthetic(kind: str, path: Path) -> Path:
-    """Write a tiny random-weight GGUF of ``kind`` (see ``SYNTHETIC``) to ``path``."""
+def make_synthetic(kind: str, path: Path, split_max_tensors: int = 0) -> Path:
+    """Write a tiny random-weight GGUF of ``kind`` (see ``SYNTHETIC``) to ``path``.
+
+    With ``split_max_tensors`` the model is written as llama.cpp-style shards
+    (``NAME-00001-of-0000N.gguf``); the first shard's path is returned.
+    """
     from gguf import GGUFWriter
 
     rng = np.random.default_rng([SEED, zlib.crc32(kind.encode())])
@@ -132,7 +136,7 @@ def make_synthetic(kind: str, path: Path) -> Path:
     else:
         raise ValueError(kind)
     head = n_embd // n_head
-    w = GGUFWriter(path, arch=arch)
+    w = GGUFWriter(path, arch=arch, split_max_tensors=split_max_tensors)
     _writer_common(w, arch, n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab)
     if kind == "moe8":
         w.add_expert_count(8)
@@ -166,6 +170,8 @@ def make_synthetic(kind: str, path: Path) -> Path:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    if split_max_tensors:
+        return sorted(path.parent.glob(f"{path.stem}-00001-of-*.gguf"))[0]
     return path
 
 

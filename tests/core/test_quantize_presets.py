@@ -83,3 +83,43 @@ def test_not_enough_disk_is_refused_before_writing(tmp_path: Path) -> None:
         with pytest.raises(OutputError, match=r"not enough disk space: need 0\.0\d GB"):
             quantize(model, plan, small / "out.gguf")
         assert list(small.iterdir()) == []
+
+
+def test_split_source_model(tmp_path: Path) -> None:
+    """A sharded source is read as one model and quantized into a single file."""
+    first = fixtures.make_synthetic("gqa4-untied", tmp_path / "gqa4.gguf", split_max_tensors=20)
+    model = open_model(first)
+    assert len(model.paths) == 4 and len(model.tensors) == 75
+    plan = plan_from_preset(model, "Q4_K_M")
+    out = tmp_path / "merged-q4_k_m.gguf"
+    r = quantize(model, plan, out, threads=2)
+    written = open_model(out)
+    assert (
+        len(written.paths) == 1 and written.tensor_data_bytes == plan.size_bytes == r.tensor_bytes
+    )
+
+
+def test_bf16_source(tmp_path: Path) -> None:
+    """Upcast to BF16 (round to nearest even) and quantize from the BF16 source."""
+    from gguf import GGUFReader
+
+    from lwq_app.core.upcast import upcast
+
+    src = fixtures.synthetic("phi3-qkv")
+    q8 = tmp_path / "q8.gguf"
+    quantize(open_model(src), plan_from_preset(open_model(src), "Q8_0"), q8, threads=2)
+    bf = tmp_path / "bf16.gguf"
+    upcast(q8, bf, target="BF16")
+    m = open_model(bf)
+    assert {t.type for t in m.tensors if len(t.shape) >= 2} == {"BF16"}
+    r_q8, r_bf = GGUFReader(q8), GGUFReader(bf)
+    from gguf.quants import dequantize
+
+    t8 = next(t for t in r_q8.tensors if t.name == "blk.0.attn_qkv.weight")
+    tb = next(t for t in r_bf.tensors if t.name == "blk.0.attn_qkv.weight")
+    want = dequantize(t8.data, t8.tensor_type).reshape(-1)
+    got = dequantize(tb.data, tb.tensor_type).reshape(-1)
+    np.testing.assert_allclose(got, want, rtol=2**-8)
+    out = tmp_path / "from-bf16.gguf"
+    plan = plan_from_preset(m, "Q4_K_M")
+    assert quantize(m, plan, out, threads=2).tensor_bytes == plan.size_bytes
