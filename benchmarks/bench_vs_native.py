@@ -1,0 +1,64 @@
+"""``lwq bench`` pp/tg tokens/s vs ``llama-bench`` on the same file and threads.
+
+Alternating runs (llama-bench, lwq, lwq, llama-bench, …), each with its own repetitions;
+reports both sides' mean ± σ per test, the median ratio, and whether it is within 5%.
+
+    python benchmarks/bench_vs_native.py --tools /work/ref/build/bin --model M.gguf \
+        [-p 512] [-n 128] [-r 5] [--runs 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import median
+
+
+def run_json(cmd: list[str]) -> list[dict]:
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-2000:]}")
+    return list(json.loads(p.stdout))
+
+
+def key(r: dict) -> str:
+    return f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tools", type=Path, required=True, help="folder with llama-bench")
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("-p", type=int, default=512)
+    ap.add_argument("-n", type=int, default=128)
+    ap.add_argument("-r", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    native = [str(a.tools / "llama-bench"), "-m", str(a.model), "-p", str(a.p), "-n", str(a.n),
+              "-r", str(a.r), "-t", str(a.threads), "-o", "json"]  # fmt: skip
+    lwq = [sys.executable, "-m", "lwq_app.cli", "bench", str(a.model), "-p", str(a.p),
+           "-n", str(a.n), "-r", str(a.r), "--threads", str(a.threads), "--json",
+           "--no-store"]  # fmt: skip
+    ts: dict[str, dict[str, list[float]]] = {"lwq": {}, "native": {}}
+    for i in range(a.runs):
+        for name in ("native", "lwq") if i % 2 == 0 else ("lwq", "native"):
+            for r in run_json(native if name == "native" else lwq):
+                ts[name].setdefault(key(r), []).append(r["avg_ts"])
+                print(
+                    f"run {i + 1} {name:6} {key(r):6}: {r['avg_ts']:9.2f} ± {r['stddev_ts']:.2f} t/s"
+                )
+    for test in ts["native"]:
+        n, l_ = median(ts["native"][test]), median(ts["lwq"][test])
+        ok = abs(l_ / n - 1) <= 0.05
+        print(f"{test:6}: llama-bench {n:9.2f} t/s, lwq {l_:9.2f} t/s, ratio {l_ / n:.3f} "
+              f"({'within' if ok else 'outside'} 5%)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Throughput like llama-bench: pp (prompt), tg (generation) and pg (both) in tokens/s.
+
+Each test gets its own context of n_prompt + n_gen tokens, a warm-up (the whole prompt;
+one generated token), then ``repetitions`` timed runs from an empty cache; prompt tokens
+are random (BOS first when the vocab adds one) and decoded n_batch at a time, generated
+tokens one by one. Records carry llama-bench's JSON field names, and ``markdown_table``
+prints its table layout. Runs in a child process (cancel = kill).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .childproc import ChildContext, run_in_child
+from .engine import LlamaSession, llama_cpp_version
+from .errors import InputError
+from .progress import CancelToken, Progress, ProgressSink, Stage, no_progress
+
+DEFAULT_BATCH = 2048
+DEFAULT_UBATCH = 512
+
+
+@dataclass(frozen=True)
+class BenchRecord:
+    """One test, with llama-bench's JSON field names (a subset: the ones lwq can know)."""
+
+    build_commit: str
+    cpu_info: str
+    gpu_info: str
+    backends: str
+    model_filename: str
+    model_type: str
+    model_size: int
+    model_n_params: int
+    n_batch: int
+    n_ubatch: int
+    n_threads: int
+    n_gpu_layers: int
+    n_prompt: int
+    n_gen: int
+    n_depth: int
+    test_time: str
+    avg_ns: int
+    stddev_ns: int
+    avg_ts: float
+    stddev_ts: float
+    samples_ns: tuple[int, ...]
+    samples_ts: tuple[float, ...]
+
+    @property
+    def test_name(self) -> str:
+        if self.n_prompt > 0 and self.n_gen == 0:
+            name = f"pp{self.n_prompt}"
+        elif self.n_gen > 0 and self.n_prompt == 0:
+            name = f"tg{self.n_gen}"
+        else:
+            name = f"pp{self.n_prompt}+tg{self.n_gen}"
+        return name + (f" @ d{self.n_depth}" if self.n_depth else "")
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["samples_ns"], d["samples_ts"] = list(self.samples_ns), list(self.samples_ts)
+        return d
+
+
+def _mean(v: list[float]) -> float:
+    return sum(v) / len(v) if v else 0.0
+
+
+def _stdev(v: list[float]) -> float:
+    """llama-bench's sample standard deviation (0 for fewer than 2 values)."""
+    if len(v) <= 1:
+        return 0.0
+    m, n = _mean(v), len(v)
+    sq = sum(x * x for x in v)
+    return math.sqrt(max(0.0, sq / (n - 1) - m * m * n / (n - 1)))
+
+
+def bench(
+    model: str | Path,
+    *,
+    tests: list[tuple[int, int]],
+    repetitions: int = 5,
+    threads: int = 0,
+    gpu_layers: int = 0,
+    n_batch: int = DEFAULT_BATCH,
+    n_ubatch: int = DEFAULT_UBATCH,
+    warmup: bool = True,
+    progress: ProgressSink = no_progress,
+    cancel: CancelToken | None = None,
+) -> list[BenchRecord]:
+    """Run each (n_prompt, n_gen) test ``repetitions`` times; one record per test."""
+    if not Path(model).is_file():
+        raise InputError(f"{model}: no such model file")
+    if repetitions < 1 or not tests or any(p < 0 or g < 0 or p + g == 0 for p, g in tests):
+        raise InputError(f"bad benchmark: tests {tests}, {repetitions} repetitions")
+    records: list[BenchRecord] = run_in_child(
+        "lwq_app.core.bench:child_bench",
+        {
+            "model": str(model),
+            "tests": tests,
+            "repetitions": repetitions,
+            "threads": threads,
+            "gpu_layers": gpu_layers,
+            "n_batch": n_batch,
+            "n_ubatch": n_ubatch,
+            "warmup": warmup,
+        },
+        progress=progress,
+        cancel=cancel,
+    )
+    return records
+
+
+def child_bench(
+    ctx: ChildContext,
+    *,
+    model: str,
+    tests: list[tuple[int, int]],
+    repetitions: int,
+    threads: int,
+    gpu_layers: int,
+    n_batch: int,
+    n_ubatch: int,
+    warmup: bool,
+) -> list[BenchRecord]:
+    out = []
+    rng = random.Random(0)
+    total = len(tests) * repetitions
+    for ti, (n_prompt, n_gen) in enumerate(tests):
+        with LlamaSession(
+            model,
+            n_ctx=n_prompt + n_gen,
+            n_batch=n_batch,
+            n_ubatch=n_ubatch,
+            threads=threads,
+            gpu_layers=gpu_layers,
+        ) as s:
+            info = s.info()
+
+            if warmup:
+                if n_prompt:
+                    _prompt(s, rng, n_prompt)
+                if n_gen:
+                    s.clear()
+                    _gen(s, rng, 1, 0)
+            samples: list[int] = []
+            for r in range(repetitions):
+                s.clear()
+                t0 = time.perf_counter_ns()
+                if n_prompt:
+                    _prompt(s, rng, n_prompt)
+                if n_gen:
+                    _gen(s, rng, n_gen, n_prompt)
+                samples.append(time.perf_counter_ns() - t0)
+                done = ti * repetitions + r + 1
+                ctx.progress(Progress(Stage.EVAL, done, total, f"test {ti + 1}/{len(tests)}"))
+            ts = [1e9 * (n_prompt + n_gen) / t for t in samples]
+            out.append(
+                BenchRecord(
+                    build_commit=f"llama-cpp-python {llama_cpp_version()}",
+                    cpu_info=platform.processor() or platform.machine(),
+                    gpu_info="",
+                    backends="CPU" if gpu_layers == 0 else "GPU",
+                    model_filename=model,
+                    model_type=info.description,
+                    model_size=info.model_size,
+                    model_n_params=info.n_params,
+                    n_batch=n_batch,
+                    n_ubatch=n_ubatch,
+                    n_threads=info.threads,
+                    n_gpu_layers=gpu_layers,
+                    n_prompt=n_prompt,
+                    n_gen=n_gen,
+                    n_depth=0,
+                    test_time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    avg_ns=int(_mean([float(x) for x in samples])),
+                    stddev_ns=int(_stdev([float(x) for x in samples])),
+                    avg_ts=_mean(ts),
+                    stddev_ts=_stdev(ts),
+                    samples_ns=tuple(samples),
+                    samples_ts=tuple(ts),
+                )
+            )
+    return out
+
+
+def _prompt(s: LlamaSession, rng: random.Random, n: int) -> None:
+    """llama-bench's test_prompt: random tokens (BOS first), n_batch per decode."""
+    done = 0
+    while done < n:
+        k = min(n - done, s.n_batch)
+        toks = [rng.randrange(s.n_vocab) for _ in range(k)]
+        if done == 0 and s.add_bos:
+            toks[0] = s.bos
+        s.decode(toks, range(done, done + k), [0] * k, [False] * (k - 1) + [True])
+        done += k
+    s.synchronize()
+
+
+def _gen(s: LlamaSession, rng: random.Random, n: int, start: int) -> None:
+    """llama-bench's test_gen: one random token per decode."""
+    tok = s.bos if s.add_bos else rng.randrange(s.n_vocab)
+    for i in range(n):
+        s.decode([tok], [start + i], [0], [True])
+        s.synchronize()
+        tok = rng.randrange(s.n_vocab)
+
+
+def _size(b: int) -> str:
+    return f"{b / 1024**2:.2f} MiB" if b < 1024**3 else f"{b / 1024**3:.2f} GiB"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e6:.2f} M" if n < 1e9 else f"{n / 1e9:.2f} B"
+
+
+def markdown_table(records: list[BenchRecord]) -> str:
+    """llama-bench's markdown table (model, size, params, backend, [ngl,] threads, test, t/s)."""
+    gpu = any(r.n_gpu_layers for r in records)
+    cols: list[tuple[str, int]] = [("model", -30), ("size", 10), ("params", 10), ("backend", -10)]
+    if gpu:
+        cols.append(("ngl", 3))
+    cols += [("threads", 7), ("test", 15), ("t/s", 20)]
+
+    def cell(text: str, width: int) -> str:
+        return text.ljust(-width) if width < 0 else text.rjust(width)
+
+    lines = ["| " + " | ".join(cell(n, w) for n, w in cols) + " |"]
+    lines.append(
+        "| " + " | ".join("-" * (abs(w) - 1) + (":" if w > 0 else "-") for _, w in cols) + " |"
+    )
+    for r in records:
+        values = {
+            "model": r.model_type,
+            "size": _size(r.model_size),
+            "params": _params(r.model_n_params),
+            "backend": r.backends,
+            "ngl": str(r.n_gpu_layers),
+            "threads": str(r.n_threads),
+            "test": r.test_name,
+            "t/s": f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}",
+        }
+        lines.append("| " + " | ".join(cell(values[n], w) for n, w in cols) + " |")
+    return "\n".join(lines) + "\n"
