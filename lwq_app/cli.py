@@ -372,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-ftype", metavar="NAME")
     _common(p)
     p.set_defaults(func=cmd_recipe)
+    from .cli_importance import register  # imatrix, stats, plan --auto (issue #4)
+
+    register(sub)
+    from .cli_eval import register as register_eval  # eval, tasks, bench, report (issue #3)
+
+    register_eval(sub)
     return ap
 
 
