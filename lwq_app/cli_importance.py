@@ -83,7 +83,7 @@ def _budget(a: argparse.Namespace, model: Any) -> Any:
 def cmd_plan_auto(a: argparse.Namespace) -> int:
     if not a.auto:
         return cmd_plan(a)
-    from .core.autoplan import auto_plan, explain
+    from .core.autoplan import auto_plan, explain_groups
     from .core.model import open_model
     from .core.sensitivity import CANDIDATES, measure_sensitivity
 
@@ -116,13 +116,21 @@ def cmd_plan_auto(a: argparse.Namespace) -> int:
         f"budget {budget.label}: {format_size(budget.bytes)}, plan uses "
         f"{format_size(r.plan.size_bytes)} ({100 * r.used:.2f}%)"
     )
-    diff = explain(r.plan, model, a.compare, a.imatrix is not None)
+    ex = explain_groups(r.plan, model, a.compare, a.imatrix is not None)
+    _err(
+        f"vs stock {ex.preset} ({ex.size_delta_bytes:+d} bytes): bits gained (+) / lost (-) by kind:"
+    )
+    _err("  " + "  ".join(f"{k} {v / 8e3:+.1f}kB" for k, v in sorted(ex.by_kind.items()) if v))
+    layers = sorted(ex.by_layer.items(), key=lambda kv: -1 if kv[0] is None else kv[0])
+    _err("  by layer: " + " ".join(
+        f"{'-' if k is None else k}:{v / 8e3:+.1f}kB" for k, v in layers if v))  # fmt: skip
+    diff = ex.tensors
     for row in diff[:12]:
         _err(
             f"  {row['tensor']:32} {row['stock']:>7} -> {row['auto']:<7} {row['delta_bits']:+d} bits"
         )
     if len(diff) > 12:
-        _err(f"  … {len(diff) - 12} more tensors differ from {a.compare}")
+        _err(f"  … {len(diff) - 12} more tensors differ from {ex.preset}")
     if a.output:
         r.plan.save(a.output)
         _err(f"wrote {a.output}")
@@ -130,7 +138,13 @@ def cmd_plan_auto(a: argparse.Namespace) -> int:
         d = r.plan.to_dict()
         d["budget_bytes"] = budget.bytes
         d["used"] = r.used
-        d["vs_stock"] = diff
+        d["vs_stock"] = {
+            "preset": ex.preset,
+            "size_delta_bytes": ex.size_delta_bytes,
+            "bits_by_layer": {str(k): v for k, v in ex.by_layer.items()},
+            "bits_by_kind": ex.by_kind,
+            "tensors": diff,
+        }
         _emit_json(d)
     return 0
 
@@ -168,5 +182,10 @@ def register(sub: Any) -> None:
     plan.add_argument("--max-rows", type=int, default=256, metavar="N", help="rows sampled")
     plan.add_argument("--calibration", metavar="FILE", help="KLD calibration of the proxy")
     plan.add_argument("--types", metavar="T,T,…", help="candidate types (default: all)")
-    plan.add_argument("--compare", default="Q4_K_M", metavar="PRESET", help="stock mix to explain")
+    plan.add_argument(
+        "--compare",
+        default=None,
+        metavar="PRESET",
+        help="stock mix to explain the plan against (default: the one nearest in size)",
+    )
     plan.set_defaults(func=cmd_plan_auto)

@@ -245,3 +245,57 @@ def explain(auto: QuantPlan, model: ModelInfo, preset: str, with_imatrix: bool) 
                 }
             )
     return rows
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Where a plan puts its bits compared with a stock mix: bits gained (+) or lost (−)."""
+
+    preset: str
+    size_delta_bytes: int
+    by_layer: dict[int | None, int]  # layer (None = outside the layers) -> Δbits
+    by_kind: dict[str, int]  # tensor kind -> Δbits
+    tensors: list[dict]  # per differing tensor, as ``explain`` returns
+
+
+def nearest_preset(model: ModelInfo, size_bytes: int, with_imatrix: bool) -> str:
+    """The stock mix whose tensor-data size is closest to ``size_bytes``.
+
+    Without an imatrix, mixes that cannot be written without one are skipped.
+    """
+    from .mixes import QUANT_PRESETS
+
+    best: tuple[int, str] | None = None
+    for name in QUANT_PRESETS:
+        ref = plan_from_preset(model, name, with_imatrix)
+        if not with_imatrix and ref.needs_imatrix():
+            continue
+        d = abs(ref.size_bytes - size_bytes)
+        if best is None or d < best[0]:
+            best = (d, name)
+    assert best is not None
+    return best[1]
+
+
+def explain_groups(
+    plan: QuantPlan, model: ModelInfo, preset: str | None, with_imatrix: bool
+) -> Explanation:
+    """Bits gained/lost per layer and per tensor kind vs ``preset`` (default: the nearest)."""
+    from .model import tensor_kind, tensor_layer
+
+    preset = preset or nearest_preset(model, plan.size_bytes, with_imatrix)
+    ref = plan_from_preset(model, preset, with_imatrix)
+    by_layer: dict[int | None, int] = {}
+    by_kind: dict[str, int] = {}
+    for t in plan.quantized_tensors():
+        delta = (t.size_bytes - ref[t.name].size_bytes) * 8
+        layer, kind = tensor_layer(t.name), tensor_kind(t.name)
+        by_layer[layer] = by_layer.get(layer, 0) + delta
+        by_kind[kind] = by_kind.get(kind, 0) + delta
+    return Explanation(
+        preset=preset,
+        size_delta_bytes=plan.size_bytes - ref.size_bytes,
+        by_layer=by_layer,
+        by_kind=by_kind,
+        tensors=explain(plan, model, preset, with_imatrix),
+    )

@@ -29,6 +29,7 @@ from lwq_app.core.engine.kernels import quantize_rows
 from lwq_app.core.errors import Cancelled, ImatrixError, PlanError
 from lwq_app.core.heatmap import sensitivity_heatmap
 from lwq_app.core.imatrix import read_imatrix
+from lwq_app.core.mixes import QUANT_PRESETS
 from lwq_app.core.model import ModelInfo, open_model
 from lwq_app.core.plan import plan_from_preset
 from lwq_app.core.progress import CancelToken
@@ -229,6 +230,10 @@ def test_cli_plan_auto(measured: dict, tmp_path: Path, cache: Path) -> None:
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["used"] <= 1.0 and d["used"] >= 0.99 and out.exists()
+    vs = d["vs_stock"]  # explained against the stock mix nearest in size
+    assert vs["preset"] in QUANT_PRESETS
+    assert sum(vs["bits_by_kind"].values()) == sum(vs["bits_by_layer"].values())
+    assert "bits gained (+) / lost (-) by kind" in r.stderr
     bad = subprocess.run(
         [sys.executable, "-m", "lwq_app.cli", "plan", str(model_path), "--auto",
          "--target-size", "10kB", "--max-rows", str(ROWS), "--types", ",".join(FAST)],
@@ -268,3 +273,21 @@ def test_calibration_with_measured_kld(
     stock = plan_from_preset(model, "Q4_K_M", with_imatrix=True)
     a = auto_plan(model, sens, Budget(stock.size_bytes, "Q4_K_M"), factors=factors)
     assert 0.99 * stock.size_bytes <= a.plan.size_bytes <= stock.size_bytes
+
+
+def test_explanation_by_layer_and_kind_against_nearest_stock_mix() -> None:
+    """Per-layer and per-kind bit deltas add up to the size difference with the stock mix."""
+    from lwq_app.core.autoplan import explain_groups, nearest_preset
+
+    model = open_model(fixtures.fixture_path("smollm2"))
+    q4 = plan_from_preset(model, "Q4_K_M", True)
+    assert nearest_preset(model, q4.size_bytes, True) == "Q4_K_M"
+    edited = q4.with_types({"blk.0.ffn_down.weight": "Q8_0", "blk.7.attn_q.weight": "Q4_0"})
+    ex = explain_groups(edited, model, None, True)
+    assert ex.preset == "Q4_K_M"
+    assert sum(ex.by_layer.values()) == sum(ex.by_kind.values()) == ex.size_delta_bytes * 8
+    # ffn_down rows are 1536 wide: Q8_0 1632 bytes/row vs Q6_K 1260, over 576 rows
+    d_down = (1536 // 32 * 34 - 1536 // 256 * 210) * 576 * 8
+    assert ex.by_layer[0] == ex.by_kind["ffn_down"] == d_down
+    assert ex.by_kind["attn_q"] == (18 - 22) * (576 // 32) * 576 * 8  # Q5_0 -> Q4_0
+    assert {r["tensor"] for r in ex.tensors} == {"blk.0.ffn_down.weight", "blk.7.attn_q.weight"}
