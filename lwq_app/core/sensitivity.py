@@ -29,31 +29,10 @@ from .imatrix import Imatrix, read_imatrix
 from .mixes import tensor_requires_imatrix
 from .model import ModelInfo, TensorInfo, open_model
 from .progress import CancelToken, Progress, ProgressSink, Stage
-from .qtypes import TYPES, valid_types
+from .qtypes import PLANNABLE, TYPES, valid_types
 
 #: candidate types measured by default (F16 is the lossless top of every frontier)
-CANDIDATES: tuple[str, ...] = (
-    "IQ1_S",
-    "IQ1_M",
-    "IQ2_XXS",
-    "IQ2_XS",
-    "IQ2_S",
-    "Q2_K",
-    "IQ3_XXS",
-    "IQ3_S",
-    "Q3_K",
-    "IQ4_XS",
-    "IQ4_NL",
-    "Q4_0",
-    "Q4_1",
-    "Q4_K",
-    "Q5_0",
-    "Q5_1",
-    "Q5_K",
-    "Q6_K",
-    "Q8_0",
-    "F16",
-)
+CANDIDATES: tuple[str, ...] = tuple(t for t in PLANNABLE if t not in ("BF16", "F32"))
 SENS_VERSION = 1
 
 
