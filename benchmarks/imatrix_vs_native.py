@@ -28,7 +28,7 @@ def main() -> int:
     from lwq_app.core.imatrix import read_imatrix
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tools", default="/work/ref/build/bin", help="folder with llama-imatrix")
+    ap.add_argument("--tools", required=True, help="folder with llama-imatrix")
     ap.add_argument("--model", help="GGUF (default: the off-grid SmolLM2 fixture)")
     ap.add_argument("--text", default=str(ROOT / "resources/calibration/lwq-calibration-v1.txt"))
     ap.add_argument("--ctx", type=int, default=512)
