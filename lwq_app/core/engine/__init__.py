@@ -4,7 +4,7 @@ It owns every native handle and speaks ctypes; everything above it speaks in dom
 Functions here run *in the calling process*: long jobs call them inside a child process
 (``childproc.run_in_child``) so that cancel can kill the process and a native crash never
 takes the caller down. Submodules: ``common`` (library, backend, log capture, libggml type
-traits), ``quant`` (llama_model_quantize), ``evalsimple`` (model loading, perplexity), ``context``
+traits), ``quant`` (llama_model_quantize), ``evalsimple`` (model loading, greedy completion), ``context``
 (``LlamaSession``: model + context, batched decode, logits, ``cb_eval``), ``graph`` (imatrix
 collection through ``cb_eval``), ``kernels`` (ggml_quantize_chunk / to_float).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .common import captured_log, ggml_type_traits, llama_cpp_version
 from .context import EvalCallback, LlamaSession, SessionInfo
-from .evalsimple import greedy_completion, loaded_model, perplexity
+from .evalsimple import greedy_completion, loaded_model
 from .graph import CollectResult, collect_activations
 from .kernels import quantize_dequantize, quantize_rows
 from .quant import NativeQuantizeResult, quantize_file
@@ -30,7 +30,6 @@ __all__ = [
     "greedy_completion",
     "llama_cpp_version",
     "loaded_model",
-    "perplexity",
     "quantize_dequantize",
     "quantize_file",
     "quantize_rows",
