@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import InputError, JobFailed
 from .fileio import atomic_output
+from .ggufread import read_header
 
 FORMAT = "lwq-base-logits"
 VERSION = 2
@@ -79,20 +80,20 @@ class BaseLogits:
 
 def output_head(model_path: Path) -> np.ndarray:
     """The output matrix of a GGUF (``output.weight``, else the tied ``token_embd.weight``)."""
-    from gguf import GGMLQuantizationType, GGUFReader
+    from gguf import GGMLQuantizationType
     from gguf.quants import dequantize
 
-    reader = GGUFReader(model_path, "r")
-    tensors = {t.name: t for t in reader.tensors}
-    if "output.bias" in tensors:
+    header = read_header(model_path)
+    if header.tensor("output.bias") is not None:
         raise JobFailed(f"{model_path}: output heads with a bias are not supported yet")
-    t = tensors.get("output.weight") or tensors.get("token_embd.weight")
+    t = header.tensor("output.weight") or header.tensor("token_embd.weight")
     if t is None:
         raise JobFailed(f"{model_path}: no output.weight or token_embd.weight tensor")
-    kind = GGMLQuantizationType(int(t.tensor_type))
+    data = header.tensor_array(t)
+    kind = GGMLQuantizationType(t.type_id)
     if kind in (GGMLQuantizationType.F16, GGMLQuantizationType.F32):
-        return np.array(t.data)
-    return np.asarray(dequantize(t.data, kind), dtype=np.float32)
+        return np.array(data)
+    return np.asarray(dequantize(data, kind), dtype=np.float32)
 
 
 def hidden_dtype(head: np.ndarray) -> type[np.floating]:

@@ -1,6 +1,6 @@
 """Model inventory: what is in a GGUF file, tensor by tensor.
 
-Reads metadata and tensor descriptors with gguf-py (memory-mapped, no tensor data is read) and
+Reads metadata and tensor descriptors with ``ggufread`` (header only, no tensor data) and
 describes each tensor in llama.cpp's terms: layer, kind, shape (ne0 first), parameter count,
 current type and whether llama.cpp would quantize it (``tensor_allows_quantization`` in
 ``src/llama-quant.cpp``). Split files (``-00001-of-00003.gguf``) are opened as one model.
@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelFileError
+from .ggufread import GGUFHeader, StringArray, read_header
 from .qtypes import TYPES_BY_ID, tensor_bytes
 
 _SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 _LAYER_RE = re.compile(r"^blk\.(\d+)\.(.+?)(?:\.weight|\.bias)?$")
-GGUF_MAGIC = b"GGUF"
 
 #: substrings that keep a tensor out of quantization (tensor_allows_quantization)
 _NEVER_QUANTIZED = (
@@ -213,51 +213,28 @@ def split_paths(path: Path) -> tuple[Path, ...]:
 
 
 def _open_reader(path: Path) -> Any:
+    """gguf-py's full reader, for code that rewrites a file (upcast); errors name the file."""
     from gguf import GGUFReader  # gguf-py; imported here so the module loads fast
 
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such file")
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a folder, not a GGUF file")
-    with path.open("rb") as f:
-        magic = f.read(4)
-    if magic != GGUF_MAGIC:
-        raise ModelFileError(f"{path}: not a GGUF file (magic {magic!r}, expected b'GGUF')")
+    read_header(path)  # the fast parse finds any malformed header first, naming the file
     try:
         return GGUFReader(path, "r")
-    except ValueError as e:
-        msg = str(e)
-        if "is not a valid GGMLQuantizationType" in msg:
-            raise ModelFileError(f"{path}: unknown tensor type ({msg})") from None
-        raise ModelFileError(f"{path}: corrupted or truncated GGUF ({msg})") from None
-    except (IndexError, OverflowError, UnicodeDecodeError, TypeError, MemoryError) as e:
+    except (ValueError, IndexError, OverflowError, UnicodeDecodeError, TypeError) as e:
         raise ModelFileError(
             f"{path}: corrupted or truncated GGUF ({type(e).__name__}: {e})"
         ) from None
 
 
-def _field_value(reader: Any, key: str) -> Any:
-    field = reader.get_field(key)
-    return None if field is None else field.contents()
-
-
-def read_metadata(reader: Any) -> dict[str, Any]:
-    """Scalar and short-array metadata (token lists are summarised by length)."""
+def read_metadata(header: GGUFHeader) -> dict[str, Any]:
+    """Metadata keys and values; tokenizer arrays are summarised by length (``<N items>``)."""
     out: dict[str, Any] = {}
-    for key, field in reader.fields.items():
-        if key.startswith("GGUF."):
-            continue
-        if key.startswith("tokenizer.ggml.") and key not in (
-            "tokenizer.ggml.model",
-            "tokenizer.ggml.bos_token_id",
-            "tokenizer.ggml.eos_token_id",
+    for key, value in header.metadata.items():
+        if isinstance(value, StringArray) or (
+            isinstance(value, list) and key.startswith("tokenizer.ggml.")
         ):
-            out[key] = f"<{len(field.data)} items>"
-            continue
-        try:
-            out[key] = field.contents()
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ModelFileError(f"metadata key {key!r} is unreadable: {e}") from None
+            out[key] = f"<{len(value) if isinstance(value, list) else value.count} items>"
+        else:
+            out[key] = value
     return out
 
 
@@ -267,35 +244,19 @@ def open_model(path: str | Path) -> ModelInfo:
     tensors: list[TensorInfo] = []
     metadata: dict[str, Any] = {}
     for i, p in enumerate(paths):
-        reader = _open_reader(p)
-        try:
-            md = read_metadata(reader)
-        except ModelFileError as e:
-            raise ModelFileError(f"{p}: {e}") from None
+        header = read_header(p)
         if i == 0:
-            metadata = md
-        size = p.stat().st_size
-        for rt in reader.tensors:
-            tid = int(rt.tensor_type)
-            qt = TYPES_BY_ID.get(tid)
-            if qt is None:
-                raise ModelFileError(
-                    f"{p}: tensor {rt.name!r} has a type lwq does not know (id {tid})"
-                )
-            shape = tuple(int(d) for d in rt.shape)
-            if rt.data_offset + rt.n_bytes > size:
-                raise ModelFileError(
-                    f"{p}: truncated: tensor {rt.name!r} ends past the end of the file"
-                )
+            metadata = read_metadata(header)
+        for rt in header.tensors:
             tensors.append(
                 TensorInfo(
                     name=rt.name,
-                    shape=shape,
-                    type=qt.name,
-                    quantizable=allows_quantization(rt.name, len(shape)),
+                    shape=rt.shape,
+                    type=TYPES_BY_ID[rt.type_id].name,
+                    quantizable=allows_quantization(rt.name, len(rt.shape)),
                     file_index=i,
-                    data_offset=int(rt.data_offset),
-                    n_bytes=int(rt.n_bytes),
+                    data_offset=rt.data_offset,
+                    n_bytes=rt.n_bytes,
                 )
             )
     arch = metadata.get("general.architecture")

@@ -132,3 +132,40 @@ def test_unknown_tensor_type(tmp_path: Path) -> None:
     p.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match=r"weird\.gguf: unknown tensor type"):
         open_model(p)
+
+
+def test_fast_header_reader_agrees_with_gguf_py(
+    smollm2: Path, smollm2_q4_1: Path, synthetic_model: Path
+) -> None:
+    """ggufread parses what gguf-py's GGUFReader parses: every key, value and tensor slot."""
+    for path in (smollm2, smollm2_q4_1, synthetic_model):
+        _same_as_gguf_py(path)
+
+
+def _same_as_gguf_py(path: Path) -> None:
+    from gguf import GGUFReader
+
+    from lwq_app.core.ggufread import StringArray, read_header
+
+    ref = GGUFReader(path, "r")
+    h = read_header(path, keep_strings=("tokenizer.ggml.merges",))
+    ref_keys = [k for k in ref.fields if not k.startswith("GGUF.")]
+    assert list(h.metadata) == ref_keys
+    for key in ref_keys:
+        got, want = h.metadata[key], ref.fields[key].contents()
+        if isinstance(got, StringArray):
+            assert got.count == len(want), key
+        elif isinstance(want, float):
+            assert got == pytest.approx(want, rel=1e-7), key
+        else:
+            assert got == want, key
+    assert [(t.name, t.shape, t.type_id, t.data_offset, t.n_bytes) for t in h.tensors] == [
+        (t.name, tuple(int(d) for d in t.shape), int(t.tensor_type), int(t.data_offset),
+         int(t.n_bytes))
+        for t in ref.tensors
+    ]  # fmt: skip
+    t = h.tensors[-1]
+    assert np.array_equal(
+        np.asarray(h.tensor_array(t)).reshape(-1).view(np.uint8),
+        np.asarray(ref.tensors[-1].data).reshape(-1).view(np.uint8),
+    )
