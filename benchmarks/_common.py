@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -13,14 +14,19 @@ import psutil
 @dataclass(frozen=True)
 class Run:
     seconds: float
-    peak_rss: int  # bytes, summed over the process tree, sampled every 20 ms
+    peak_rss: int  # bytes, summed over the process tree, sampled every 20 ms (0: not sampled)
 
 
-def measure(cmd: list[str], env: dict[str, str] | None = None) -> Run:
+def measure(cmd: list[str], env: dict[str, str] | None = None, rss: bool = True) -> Run:
+    """Wall time (and, with ``rss``, peak RSS) of a command. Sampling scans /proc every 20 ms,
+    which costs CPU on a 2-core machine: time-only benchmarks pass ``rss=False``."""
+    err_file = tempfile.TemporaryFile()
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, env=env)
     proc = psutil.Process(p.pid)
     peak = 0
+    if not rss:
+        p.wait()
     while p.poll() is None:
         try:
             procs = [proc, *proc.children(recursive=True)]
@@ -30,7 +36,8 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> Run:
             pass
         time.sleep(0.02)
     seconds = time.perf_counter() - t0
-    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+    err_file.seek(0)
+    err = err_file.read().decode(errors="replace")
     if p.returncode != 0:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{err[-2000:]}")
     return Run(seconds, peak)

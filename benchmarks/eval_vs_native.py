@@ -55,9 +55,9 @@ def main() -> None:
         for name in order:
             shutil.rmtree(cache, ignore_errors=True)
             if name == "native":
-                t = sum(measure(cmd).seconds for cmd in native)
+                t = sum(measure(cmd, rss=False).seconds for cmd in native)
             else:
-                t = measure(lwq).seconds
+                t = measure(lwq, rss=False).seconds
                 cached = next(cache.iterdir()).stat().st_size
             times[name].append(t)
             print(f"run {i + 1} {name:6}: {t:7.2f} s")

@@ -49,8 +49,8 @@ def main() -> int:
         ours += ["--threads", str(a.threads), "-o", str(lwq_out)]
         t_nat, t_lwq = [], []
         for i in range(a.runs):
-            t_nat.append(measure(native).seconds)
-            t_lwq.append(measure(ours).seconds)
+            t_nat.append(measure(native, rss=False).seconds)
+            t_lwq.append(measure(ours, rss=False).seconds)
             print(f"run {i + 1}: native {t_nat[-1]:.2f}s  lwq {t_lwq[-1]:.2f}s", flush=True)
         gold, mine = read_imatrix(nat_out), read_imatrix(lwq_out)
         worst = max(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import multiprocessing as mp
+import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -60,6 +62,27 @@ def _error_class(name: str) -> type[LwqError]:
     return _ERRORS.get(name, JobFailed)
 
 
+_ENV_LOCK = threading.Lock()
+#: the child's ggml threads own the cores; OpenBLAS threads busy-wait after each numpy matmul
+#: and slowed the next llama_decode by ~10 %, so children run BLAS single-threaded (the
+#: evaluation spreads its numpy work over its own thread pool instead)
+_CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+
+
+def _start_single_blas(proc: Any) -> None:
+    with _ENV_LOCK:
+        saved = {k: os.environ.get(k) for k in _CHILD_ENV}
+        os.environ.update(_CHILD_ENV)
+        try:
+            proc.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
 def run_in_child(
     target: str,
     kwargs: dict[str, Any],
@@ -76,7 +99,7 @@ def run_in_child(
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(target, kwargs, child), daemon=True)
-    proc.start()
+    _start_single_blas(proc)
     child.close()
     if on_start is not None and proc.pid is not None:
         on_start(proc.pid)

@@ -8,6 +8,7 @@ Runs inside ``childproc.run_in_child``: loads the model into a ``LlamaSession``,
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ import numpy as np
 
 from .childproc import ChildContext
 from .engine import LlamaSession
-from .errors import InputError
+from .engine.graph import HiddenCapture
+from .errors import InputError, JobFailed
 from .logitcache import (
     BaseLogits,
     CacheKey,
@@ -52,21 +54,93 @@ def read_eval_text(path: Path) -> bytes:
     return raw[:-1] if raw.endswith(b"\n") else raw
 
 
-def log_sum_exp(logits: np.ndarray) -> np.ndarray:
-    """Per-row log Σ exp (float32 exps, float64 sum, as llama.cpp): log-prob = logit − lse."""
-    mx = logits.max(axis=1)
-    e = np.exp(logits - mx[:, None])
-    return np.asarray(mx.astype(np.float64) + np.log(e.sum(axis=1, dtype=np.float64)))
+PROBE_BYTES = 16384  # text start tokenized to check a base cache's tokens against this model
+PROBE_MARGIN = 32  # tokens at the probe's cut that may differ from the whole text's
+ROW_BLOCK = 16  # rows per scoring job: two 16 × n_vocab float32 blocks stay in cache
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    return np.asarray(logits.astype(np.float64) - log_sum_exp(logits)[:, None])
+@dataclass(frozen=True)
+class RowScores:
+    """Per row of logits: log Σ exp of Q and, against a base, KLD(base‖Q), base log Σ exp and
+    whether both put the same token on top."""
+
+    lse: np.ndarray
+    kld: np.ndarray | None = None
+    lse_base: np.ndarray | None = None
+    same_top: np.ndarray | None = None
 
 
-def kld_rows(base_logits: np.ndarray, lq: np.ndarray) -> np.ndarray:
-    """KLD(base‖Q) per row, every vocabulary entry counted; ``lq`` are Q's log-probs."""
-    lb = base_logits - log_sum_exp(base_logits).astype(np.float32)[:, None]
-    return np.asarray((np.exp(lb) * (lb - lq)).sum(axis=1, dtype=np.float64))
+def head_logits(
+    hidden: np.ndarray, head: np.ndarray, pool: ThreadPoolExecutor | None = None
+) -> np.ndarray:
+    """``hidden · headᵀ`` in float32, the vocabulary split over ``pool``'s threads."""
+    h = np.ascontiguousarray(hidden, dtype=np.float32)
+    if pool is None:
+        return np.asarray(h @ head.T)
+    out = np.empty((len(h), len(head)), dtype=np.float32)
+    step = -(-len(head) // pool._max_workers)
+
+    def job(v: int) -> None:
+        np.matmul(h, head[v : v + step].T, out=out[:, v : v + step])
+
+    list(pool.map(job, range(0, len(head), step)))
+    return out
+
+
+def score_rows(
+    xq: np.ndarray,
+    xb: np.ndarray | None = None,
+    pool: ThreadPoolExecutor | None = None,
+    *,
+    hidden: np.ndarray | None = None,
+    head: np.ndarray | None = None,
+) -> RowScores:
+    """Score logit rows in one fused pass per block of rows, the blocks spread over ``pool``.
+
+    The base is ``xb``, or logits recomputed as ``hidden · headᵀ`` (the compact cache), the
+    matmul split over the pool by vocabulary slices (each thread streams its slice of the
+    head once; BLAS is single-threaded in the child, see ``childproc``).
+
+    With ``p = softmax(xb)``, ``KLD = Σ p·(xb − xq) − (Lb − Lq)`` where ``L`` is log Σ exp:
+    two exponentials per entry, sums in float64. This is more exact than subtracting two
+    float32 log-softmaxes (checked against a float64 reference in the tests)."""
+    n = len(xq)
+    if xb is None and hidden is not None and head is not None:
+        xb = head_logits(hidden, head, pool)
+    based = xb is not None
+    lse = np.empty(n)
+    kld = np.empty(n) if based else None
+    lse_b = np.empty(n) if based else None
+    same = np.empty(n, dtype=bool) if based else None
+
+    def job(r: int) -> None:
+        q = xq[r : r + ROW_BLOCK]
+        rows = np.arange(len(q))
+        iq = q.argmax(axis=1)
+        mq = q[rows, iq]
+        lq = mq + np.log(np.exp(q - mq[:, None]).sum(axis=1, dtype=np.float64))
+        lse[r : r + ROW_BLOCK] = lq
+        if kld is None or lse_b is None or same is None:
+            return
+        assert xb is not None
+        b = xb[r : r + ROW_BLOCK]
+        ib = b.argmax(axis=1)
+        mb = b[rows, ib]
+        e = np.exp(b - mb[:, None])
+        sb = e.sum(axis=1, dtype=np.float64)
+        lb = mb + np.log(sb)
+        dot = np.einsum("ij,ij->i", e, b - q, dtype=np.float64)
+        kld[r : r + ROW_BLOCK] = dot / sb - lb + lq
+        lse_b[r : r + ROW_BLOCK] = lb
+        same[r : r + ROW_BLOCK] = iq == ib
+
+    starts = range(0, n, ROW_BLOCK)
+    if pool is None:
+        for r in starts:
+            job(r)
+    else:
+        list(pool.map(job, starts))
+    return RowScores(lse, kld, lse_b, same)
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -95,20 +169,27 @@ def child_pass(
     t0 = time.monotonic()
     text = read_eval_text(Path(text_path))
     ctx.progress(Progress(Stage.LOAD, 0, 1, f"loading {Path(model).name}"))
-    with LlamaSession(model, n_ctx=n_ctx, n_seq=n_seq, threads=threads, gpu_layers=gpu_layers) as s:
-        tokens = s.tokenize(text, add_special=True)
+    capture = HiddenCapture() if base_out is not None else None
+    with LlamaSession(
+        model, n_ctx=n_ctx, n_seq=n_seq, threads=threads, gpu_layers=gpu_layers,
+        cb_eval=None if capture is None else capture.callback,
+    ) as s:  # fmt: skip
         base = None if base_in is None else load_base_logits(Path(base_in))
         if base is not None:
+            # llama-perplexity's KLD pass reads the tokens from the base file; so does lwq,
+            # after checking that this model tokenizes the text's start the same way
             n_chunk = base.key.n_chunks
-            if base.key.n_vocab != s.n_vocab or not np.array_equal(
-                tokens[: len(base.tokens)], base.tokens
-            ):
+            probe = s.tokenize(text[:PROBE_BYTES], add_special=True)[:-PROBE_MARGIN]
+            m = min(len(probe), len(base.tokens))
+            if base.key.n_vocab != s.n_vocab or not np.array_equal(probe[:m], base.tokens[:m]):
                 raise InputError(
                     f"{base_in}: base logits come from another model/vocab "
                     f"(vocab {base.key.n_vocab} vs {s.n_vocab}, or the text tokenizes "
                     f"differently with {Path(model).name})"
                 )
+            tokens = base.tokens
         else:
+            tokens = s.tokenize(text, add_special=True)
             if len(tokens) < 2 * n_ctx:
                 raise InputError(
                     f"{text_path}: text is too short: {len(tokens)} tokens, at least "
@@ -119,14 +200,13 @@ def child_pass(
         head = None
         if base_out is not None:
             head = output_head(Path(model))
-            s.set_embeddings(True)
         ref = None
         if exact_base is not None:
             head = output_head(Path(exact_base))
             ref = LlamaSession(exact_base, n_ctx=n_ctx, n_seq=n_seq, threads=threads)
             ref.set_embeddings(True)
         try:
-            scorer = _Scorer(model, s, ref, tokens, n_ctx, base, head)
+            scorer = _Scorer(model, s, ref, tokens, n_ctx, base, head, capture)
             out = scorer.run(ctx, n_chunk, n_seq)
         finally:
             if ref is not None:
@@ -140,11 +220,40 @@ def child_pass(
     return PassScores(n_chunks=n_chunk, seconds=time.monotonic() - t0, **out)
 
 
+N_PROBE = 16  # vocabulary entries used to match captured hidden rows to logit rows
+
+
+def batch_order(hidden: np.ndarray, logits: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Indices putting hidden rows captured in ubatch order into the batch order of ``logits``.
+
+    With several sequences per decode llama.cpp splits a batch into ubatches that interleave
+    the sequences (``split_equal``) and restores the batch order of the logits only; captured
+    rows keep the compute order. Each row is matched by its logits at ``N_PROBE`` vocabulary
+    entries (``hidden · head[probe]ᵀ`` against ``logits[:, probe]``), which does not depend
+    on how llama.cpp splits; a match that is not one-to-one is an error."""
+    probe = np.linspace(0, len(head) - 1, N_PROBE).astype(np.int64)
+    fp_h = hidden.astype(np.float32) @ head[probe].astype(np.float32).T
+    fp_x = np.asarray(logits[:, probe], dtype=np.float32)
+    d = (fp_x**2).sum(1)[:, None] - 2 * fp_x @ fp_h.T + (fp_h**2).sum(1)[None, :]
+    order = d.argmin(axis=1)
+    if len(np.unique(order)) != len(order):
+        raise JobFailed("captured hidden states do not match the logits one-to-one")
+    return np.asarray(order)
+
+
 def _decode_group(
-    s: LlamaSession, tokens: np.ndarray, i: int, n: int, n_ctx: int
+    s: LlamaSession,
+    tokens: np.ndarray,
+    i: int,
+    n: int,
+    n_ctx: int,
+    capture: HiddenCapture | None = None,
+    head: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode chunks i..i+n-1 as sequences 0..n-1: logits (and hidden states when the
-    session outputs them) of each chunk's scored rows, shaped (n, rows, ·)."""
+    """Decode chunks i..i+n-1 as sequences 0..n-1: logits (and hidden states when captured
+    or output) of each chunk's scored rows, shaped (n, rows, ·).
+
+    The logits are a view of llama.cpp's buffer: use them before the session's next decode."""
     first = n_ctx // 2
     per = n_ctx - 1 - first
     toks = tokens[i * n_ctx : (i + n) * n_ctx].copy()
@@ -154,11 +263,20 @@ def _decode_group(
     seq = np.repeat(np.arange(n, dtype=np.int32), n_ctx)
     s.clear()
     n_out = s.decode(toks, pos, seq.tolist(), pos >= first)
-    rows = n_out // n  # n_ctx when hidden states are on (all tokens output), else n_ctx-first
+    rows = n_out // n  # n_ctx when hidden states are output (all tokens), else n_ctx-first
     skip = rows - (n_ctx - first)
-    logits = s.logits(n_out).reshape(n, rows, -1)[:, skip : skip + per]
+    logits = s.logits(n_out, copy=False).reshape(n, rows, -1)[:, skip : skip + per]
     hidden = None
-    if n_out == n * n_ctx:
+    if capture is not None and head is not None:
+        got = capture.take()
+        if got is None or len(got) != n_out:
+            raise JobFailed(
+                f"{s.path}: llama.cpp's graph has no {HiddenCapture.NODE.decode()} node of "
+                f"{n_out} rows for this architecture; compact base logits are not available"
+            )
+        order = batch_order(got, s.logits(n_out, copy=False), head)
+        hidden = got[order].reshape(n, rows, -1)[:, skip : skip + per]
+    elif n_out == n * n_ctx:
         hidden = s.embeddings(n_out).reshape(n, rows, -1)[:, skip : skip + per]
     return logits, hidden
 
@@ -175,8 +293,10 @@ class _Scorer:
         n_ctx: int,
         base: BaseLogits | None,
         head: np.ndarray | None,
+        capture: HiddenCapture | None = None,
     ) -> None:
         self.model, self.s, self.ref, self.tokens, self.n_ctx = model, s, ref, tokens, n_ctx
+        self.capture = capture
         self.base = base
         self.head = head
         src = base.head if base is not None else head
@@ -184,16 +304,25 @@ class _Scorer:
         self.hdtype = None if head is None else hidden_dtype(head)
         self.cols: dict[str, list[np.ndarray]] = {}
         self.hidden: list[np.ndarray] = []
+        self.pool: ThreadPoolExecutor | None = None
 
     def _add(self, name: str, v: np.ndarray) -> None:
         self.cols.setdefault(name, []).append(v)
 
     def run(self, ctx: ChildContext, n_chunk: int, n_seq: int) -> dict[str, Any]:
+        """Decode and score every chunk; the numpy scoring runs on the decode's threads
+        (``llama_decode`` is idle meanwhile), so it takes 1/threads of its serial time."""
+        with ThreadPoolExecutor(self.s.threads) as self.pool:
+            return self._run(ctx, n_chunk, n_seq)
+
+    def _run(self, ctx: ChildContext, n_chunk: int, n_seq: int) -> dict[str, Any]:
         t_start = time.monotonic()
         ctx.progress(Progress(Stage.EVAL, 0, n_chunk, "evaluating"))
         for i in range(0, n_chunk, n_seq):
             n = min(n_seq, n_chunk - i)
-            logits, hidden = _decode_group(self.s, self.tokens, i, n, self.n_ctx)
+            logits, hidden = _decode_group(
+                self.s, self.tokens, i, n, self.n_ctx, self.capture, self.head_f32
+            )
             ref = (
                 None if self.ref is None else _decode_group(self.ref, self.tokens, i, n, self.n_ctx)
             )
@@ -219,32 +348,37 @@ class _Scorer:
     ) -> None:
         n_ctx, first = self.n_ctx, self.n_ctx // 2
         per = n_ctx - 1 - first
+        rows = np.arange(per)
         nxt = self.tokens[chunk * n_ctx + first + 1 : (chunk + 1) * n_ctx]
-        lse = log_sum_exp(x)
-        tok_lq = x[np.arange(per), nxt] - lse
-        self._add("nll", -tok_lq)
         if h is not None and self.head_f32 is not None and self.hdtype is not None:
             hq = h.astype(self.hdtype)
-            if chunk == 0:
-                check_head(self.model, x, hq.astype(np.float32) @ self.head_f32.T)
+            if chunk < self.s.n_seq:  # the first decode: every chunk, so row order too
+                check_head(self.model, x, head_logits(hq, self.head_f32, self.pool))
             self.hidden.append(hq)
+            tok_lq = x[rows, nxt] - score_rows(x, pool=self.pool).lse
+            self._add("nll", -tok_lq)
             self._add("tok_lp", tok_lq)
             return
         if ref is not None and self.head_f32 is not None and self.hdtype is not None:
             rx, rh = ref[0][c], ref[1]
             assert rh is not None
-            base_logits = rh[c].astype(self.hdtype).astype(np.float32) @ self.head_f32.T
-            tok_lp = rx[np.arange(per), nxt] - log_sum_exp(rx)
-            lq = (x - lse.astype(np.float32)[:, None]).astype(np.float32)
-            self._add("kld_exact", kld_rows(rx, lq))
+            exact = score_rows(x, rx, self.pool)
+            assert exact.kld is not None and exact.lse_base is not None
+            tok_lp = rx[rows, nxt] - exact.lse_base
+            self._add("kld_exact", exact.kld)
+            hidden = rh[c].astype(self.hdtype)  # what the cache would have stored
         elif self.base is not None and self.head_f32 is not None:
             r = slice(chunk * per, (chunk + 1) * per)
-            base_logits = self.base.logits(r, self.head_f32)
             tok_lp = self.base.tok_lp[r].astype(np.float64)
-            lq = (x - lse.astype(np.float32)[:, None]).astype(np.float32)
+            hidden = self.base.hidden[r]
         else:
+            self._add("nll", -(x[rows, nxt] - score_rows(x, pool=self.pool).lse))
             return
+        sc = score_rows(x, pool=self.pool, hidden=hidden, head=self.head_f32)
+        assert sc.kld is not None and sc.same_top is not None
+        tok_lq = x[rows, nxt] - sc.lse
+        self._add("nll", -tok_lq)
         self._add("nll_base", -tok_lp)
-        self._add("kld", kld_rows(base_logits, lq))
+        self._add("kld", sc.kld)
         self._add("p_diff", np.exp(tok_lq) - np.exp(tok_lp))
-        self._add("same_top", np.argmax(x, axis=1) == np.argmax(base_logits, axis=1))
+        self._add("same_top", sc.same_top)

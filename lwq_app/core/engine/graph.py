@@ -121,6 +121,51 @@ def _array(t: GgmlTensor, ptr: int, dtype: Any, host_buf: list[np.ndarray]) -> n
     )
 
 
+class HiddenCapture:
+    """A ``cb_eval`` that copies the final hidden state (``result_norm``, the output head's
+    input) of the rows that asked for logits.
+
+    llama.cpp's own hidden-state output (``llama_set_embeddings``) makes *every* token an
+    output, which doubles the output-head work of a perplexity pass; the graph already
+    selects the output rows before the final norm, so capturing that node costs one copy.
+    ``take()`` returns the rows captured since the last call (float32, n_rows × n_embd)."""
+
+    NODE = b"result_norm"
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+        self.error: BaseException | None = None
+        self.callback = _lib().ggml_backend_sched_eval_callback(self._cb)
+
+    def _cb(self, tp: Any, ask: bool, _user: Any) -> bool:
+        try:
+            t = ctypes.cast(tp, ctypes.POINTER(GgmlTensor)).contents
+            if t.name != self.NODE:
+                return False
+            if ask:
+                return True
+            if t.type != GGML_TYPE_F32 or t.ne[2] != 1 or t.ne[3] != 1:
+                raise JobFailed(f"unexpected {self.NODE.decode()} tensor layout")
+            keep: list[np.ndarray] = []
+            self.rows.append(np.array(_array(t, tp, np.float32, keep)[0, 0]))
+            return True
+        except BaseException as e:  # never let an exception cross into C
+            if self.error is None:
+                self.error = e
+            return False
+
+    def take(self) -> np.ndarray | None:
+        """The captured rows (None if the graph has no ``result_norm`` node)."""
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+        if not self.rows:
+            return None
+        out = np.concatenate(self.rows) if len(self.rows) > 1 else self.rows[0]
+        self.rows = []
+        return out
+
+
 @dataclass
 class Accumulated:
     """Σx² per (matrix, column) and token count per matrix of one weight tensor."""
@@ -138,6 +183,7 @@ class ImatrixCollector:
         self.error: BaseException | None = None
         self._mul_mat = op_id("MUL_MAT")
         self._mul_mat_id = op_id("MUL_MAT_ID")
+        self._last: tuple[tuple[Any, ...], np.ndarray] | None = None
         self.callback = _lib().ggml_backend_sched_eval_callback(self._cb)
 
     def _wanted(self, wname: str) -> bool:
@@ -179,18 +225,26 @@ class ImatrixCollector:
         return e
 
     def _collect(self, src0: GgmlTensor, src1: GgmlTensor, p1: int, wname: str) -> None:
-        keep: list[np.ndarray] = []
-        x = _array(src1, p1, np.float32, keep)  # (ne3, ne2, ne1, ne0)
+        # q/k/v (and gate/up) read the same activation tensor one after the other: its Σx²
+        # is computed once. The key is the tensor itself (struct, data, shape), and only the
+        # previous call is remembered, so a buffer reused later in the graph never matches.
+        key = (p1, int(src1.data or 0), tuple(src1.ne), tuple(src1.nb))
+        if self._last is not None and self._last[0] == key:
+            sq = self._last[1]
+        else:
+            keep: list[np.ndarray] = []
+            x = _array(src1, p1, np.float32, keep)  # (ne3, ne2, ne1, ne0)
+            sq = np.einsum("abij,abij->abj", x, x)  # Σ over rows, per (i3, i2) and column
+            if not np.all(np.isfinite(sq)):
+                raise JobFailed(f"non-finite activations in {wname}")
+            self._last = (key, sq)
         n2, n3 = int(src0.ne[2]), int(src0.ne[3])
         n_mat = n2 * n3
         e = self._entry(wname, n_mat, int(src1.ne[0]))
-        for i3 in range(x.shape[0]):
-            for i2 in range(x.shape[1]):
-                rows = x[i3, i2]
-                e.sums[(i3 % n3) * n2 + (i2 % n2)] += np.einsum("ij,ij->j", rows, rows)
-        if not np.all(np.isfinite(e.sums)):
-            raise JobFailed(f"non-finite activations in {wname}")
-        n_rows = x.shape[0] * x.shape[1] * x.shape[2]
+        for i3 in range(sq.shape[0]):
+            for i2 in range(sq.shape[1]):
+                e.sums[(i3 % n3) * n2 + (i2 % n2)] += sq[i3, i2]
+        n_rows = int(src1.ne[1]) * sq.shape[0] * sq.shape[1]
         e.counts += n_rows // n_mat
 
     def _collect_id(self, t: GgmlTensor, src0: GgmlTensor, src1: GgmlTensor, wname: str) -> None:
