@@ -142,6 +142,7 @@ def child_bench(
             threads=threads,
             gpu_layers=gpu_layers,
         ) as s:
+            s.attach_threadpool()  # llama-bench runs every test on a persistent threadpool
             info = s.info()
 
             if warmup:
