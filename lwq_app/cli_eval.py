@@ -30,9 +30,18 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     if a.file is None:
         from .core.corpus import WIKITEXT_EXCERPT
+        from .core.hubdata import cached
 
-        a.file = str(WIKITEXT_EXCERPT)
-        _err(f"no -f TEXT: using the bundled wikitext-2 test excerpt ({WIKITEXT_EXCERPT.name})")
+        full = cached("wikitext")
+        if full is not None:
+            a.file = str(full)
+            _err(f"no -f TEXT: using the full wikitext-2 test set fetched from the Hub ({full})")
+        else:
+            a.file = str(WIKITEXT_EXCERPT)
+            _err(
+                f"no -f TEXT: using the bundled wikitext-2 test excerpt ({WIKITEXT_EXCERPT.name}); "
+                "`lwq fetch wikitext` gets the full test set"
+            )
     bar = ProgressBar()
     try:
         r = evaluate(
@@ -75,6 +84,29 @@ TASK_FLAGS = (
 )
 
 
+#: ``--OPTION hub``: the ``lwq fetch`` dataset each task option takes from the Hub
+HUB_TASKS = {
+    "hellaswag": "hellaswag",
+    "winogrande": "winogrande",
+    "arc": "arc-challenge",
+    "mmlu": "mmlu",
+    "truthfulqa": "truthfulqa",
+}
+
+
+def _hub_task(option: str) -> tuple[str, Any]:
+    """The fetched file for ``--OPTION hub`` and its format (HellaSwag's is multiple-choice)."""
+    from .core.hubdata import dataset, fetch
+
+    bar = ProgressBar()
+    try:
+        path = fetch(HUB_TASKS[option], progress=bar)
+    finally:
+        bar.close()
+    _err(f"--{option} hub: using {path}")
+    return str(path), dataset(HUB_TASKS[option]).task
+
+
 def cmd_tasks(a: argparse.Namespace) -> int:
     from .core.results import record_tasks
     from .core.taskfiles import TaskKind
@@ -86,14 +118,16 @@ def cmd_tasks(a: argparse.Namespace) -> int:
         raise InputError(
             "no task file given: use --hellaswag, --winogrande, --arc, --mmlu or --truthfulqa"
         )
+    hub = {name: _hub_task(name) for name, path in chosen if path == "hub"}
     results: list[Any] = []
     out = sys.stderr if a.json else sys.stdout
     for name, path in chosen:
+        path, kind = hub.get(name, (path, kinds.get(name, TaskKind.MULTIPLE_CHOICE)))
         bar = ProgressBar()
         try:
             r = run_tasks(
                 a.model,
-                kinds.get(name, TaskKind.MULTIPLE_CHOICE),
+                kind,
                 path,
                 name=name,
                 n_tasks=a.tasks,
@@ -181,7 +215,8 @@ def register(sub: Any) -> None:
         "-f",
         "--file",
         metavar="TEXT",
-        help="evaluation text (default: the bundled 120 kB wikitext-2 test excerpt)",
+        help="evaluation text (default: the full wikitext-2 test set if `lwq fetch wikitext` "
+        "got it, else the bundled 120 kB excerpt)",
     )
     p.add_argument("--ctx", type=int, default=512, help="tokens per chunk (default 512)")
     p.add_argument("--chunks", type=int, default=None, metavar="N", help="chunks (default all)")
@@ -197,7 +232,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("tasks", help="HellaSwag, WinoGrande, ARC, MMLU, TruthfulQA scores")
     p.add_argument("model")
     for name, desc in TASK_FLAGS:
-        p.add_argument(f"--{name}", metavar="FILE", help=desc)
+        p.add_argument(f"--{name}", metavar="FILE", help=f"{desc} (hub: fetch it from the Hub)")
     p.add_argument("--tasks", type=int, default=750, metavar="N", help="tasks (0 = all)")
     p.add_argument("--ctx", type=int, default=768, help="context per sequence (default 768)")
     _no_store(p)

@@ -27,6 +27,10 @@ class ImatrixError(InputError):
     """An importance-matrix file is unreadable or does not match the model."""
 
 
+class DownloadError(LwqError):
+    """A Hub file cannot be had: offline and not cached, missing on the Hub, or a failed download."""
+
+
 class OutputError(LwqError):
     """The output cannot be written (unwritable folder, not enough disk)."""
 

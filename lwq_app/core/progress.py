@@ -24,6 +24,7 @@ class Stage(str, Enum):
     QUANTIZE = "quantize"
     WRITE = "write"
     EVAL = "eval"
+    DOWNLOAD = "download"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def test_eval_defaults_to_the_bundled_excerpt(smollm2: Path, tmp_path: Path) -> 
         [sys.executable, "-m", "lwq_app.cli", "eval", str(smollm2), "--ctx", "128",
          "--chunks", "2", "--threads", "2", "--json", "--no-store"],
         capture_output=True, text=True,
+        env={**os.environ, "LWQ_CACHE_DIR": str(tmp_path)},  # no fetched full test set here
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "bundled wikitext-2 test excerpt" in r.stderr
