@@ -375,9 +375,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_importance import register  # imatrix, stats, plan --auto (issue #4)
 
     register(sub)
+    from .cli_calibrate import register as register_calibrate  # calibrate (issue #4)
+
+    register_calibrate(sub)
     from .cli_eval import register as register_eval  # eval, tasks, bench, report (issue #3)
 
     register_eval(sub)
+    from .cli_data import register as register_data  # fetch: Hub datasets (issues #3, #4)
+
+    register_data(sub)
     return ap
 
 

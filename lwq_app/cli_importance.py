@@ -1,5 +1,8 @@
 """``lwq imatrix``, ``lwq stats`` and ``lwq plan --auto``: the importance commands.
 
+``plan --auto --imatrix F`` scales the proxy by the KLD calibration that ``lwq calibrate``
+kept in the model's project for that imatrix, unless ``--calibration``/``--no-calibration``.
+
 Registered into the main parser by ``lwq_app.cli.build_parser`` through ``register(sub)``;
 same grammar as every other command (``-o``, ``--threads``, ``--gpu-layers``, ``--json``).
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from .cli import ProgressBar, _common, _emit_json, _err, cmd_plan
@@ -80,6 +84,26 @@ def _budget(a: argparse.Namespace, model: Any) -> Any:
     raise InputError("--auto needs one of --target-bpw, --target-size, --target-memory")
 
 
+def _calibration_for(a: argparse.Namespace, sens: Any) -> Path | None:
+    """``--calibration``, else the project's calibration for (model, imatrix) if measured."""
+    if a.calibration:
+        return Path(a.calibration)
+    if a.no_calibration:
+        return None
+    if not a.imatrix:
+        _err("no --imatrix: planning with the raw proxy (a calibration needs an imatrix)")
+        return None
+    from .core.project import find_calibration
+
+    found = find_calibration(sens.model_hash, sens.imatrix_hash)
+    if found is None:
+        _err(
+            "no calibration for this model and imatrix: planning with the raw proxy "
+            "(lwq calibrate measures one)"
+        )
+    return found
+
+
 def cmd_plan_auto(a: argparse.Namespace) -> int:
     if not a.auto:
         return cmd_plan(a)
@@ -100,14 +124,15 @@ def cmd_plan_auto(a: argparse.Namespace) -> int:
         model.path, a.imatrix, max_rows=a.max_rows, types=types, progress=bar
     )
     bar.close()
+    cal_path = _calibration_for(a, sens)
     factors = None
-    if a.calibration:
+    if cal_path is not None:
         from .core.calibrate import Calibration
 
-        cal = Calibration.load(a.calibration)
-        if cal.model_hash != sens.model_hash:
-            raise InputError(f"{a.calibration}: calibration was measured on another model")
+        cal = Calibration.load(cal_path)
+        cal.check(cal_path, sens.model_hash, sens.imatrix_hash)
         factors = cal.factors(model)
+        _err(f"using calibration from {cal_path}")
     r = auto_plan(model, sens, budget, factors=factors, with_imatrix=a.imatrix is not None)
     from .cli import _print_plan_summary
 
@@ -136,6 +161,7 @@ def cmd_plan_auto(a: argparse.Namespace) -> int:
         _err(f"wrote {a.output}")
     if a.json:
         d = r.plan.to_dict()
+        d["calibration"] = None if cal_path is None else str(cal_path)
         d["budget_bytes"] = budget.bytes
         d["used"] = r.used
         d["vs_stock"] = {
@@ -180,7 +206,16 @@ def register(sub: Any) -> None:
     t.add_argument("--target-memory", metavar="SIZE", help="memory incl. KV cache, e.g. 8GiB")
     plan.add_argument("--context", type=int, default=4096, metavar="N", help="for --target-memory")
     plan.add_argument("--max-rows", type=int, default=256, metavar="N", help="rows sampled")
-    plan.add_argument("--calibration", metavar="FILE", help="KLD calibration of the proxy")
+    c = plan.add_mutually_exclusive_group()
+    c.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="KLD calibration of the proxy (default: the model project's one for this imatrix, "
+        "made by lwq calibrate)",
+    )
+    c.add_argument(
+        "--no-calibration", action="store_true", help="plan with the raw proxy even if calibrated"
+    )
     plan.add_argument("--types", metavar="T,T,…", help="candidate types (default: all)")
     plan.add_argument(
         "--compare",

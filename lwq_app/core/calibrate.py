@@ -3,17 +3,22 @@
 The imatrix-weighted squared error treats a unit of error the same in every tensor; KLD
 does not (planner_notes.md). Here each tensor kind × depth group is quantized on its own to a
 probe type while every other tensor stays at Q8_0, and the KLD rise over the all-Q8_0 model
-(a short run: a few chunks of the evaluation text) is divided by the proxy's summed error of
-the probed tensors. That ratio becomes the error factor of every tensor in the group, so the
-planner trades bits in units of measured KLD. ExLlamaV2/V3 measure the same way.
+(a short run: a few chunks of a calibration text, by default the bundled
+``corpus.CALIBRATION_TEXT``, never the text the plan is then evaluated on) is divided by the
+proxy's summed error of the probed tensors. That ratio becomes the error factor of every
+tensor in the group, so the planner trades bits in units of measured KLD. ExLlamaV2/V3
+measure the same way. A calibration holds for one model's tensor data and one imatrix file;
+``lwq calibrate`` keeps it in the model's project folder (``project.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,9 @@ from .sensitivity import Sensitivity
 #: probe types, the first valid for a whole group is used: one mid-range type for every
 #: kind keeps the factors comparable and the KLD response near-linear
 PROBES = ("IQ4_NL", "Q4_0", "Q3_K", "Q2_K")
+#: ``calibrate_into_project`` defaults: the configuration measured in CHANGELOG
+DEFAULT_GROUPS = 3
+DEFAULT_CHUNKS = 4
 
 
 @dataclass(frozen=True)
@@ -44,12 +52,17 @@ class Calibration:
     imatrix_hash: str
     baseline_kld: float
     points: tuple[CalibrationPoint, ...]
+    #: how it was measured (text and its sha256, ctx, chunks, groups, max_rows); informative
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def factor(self, p: CalibrationPoint) -> float:
+        return max(p.kld, 1e-9) / p.proxy if p.proxy > 0 else 1.0
 
     def factors(self, model: ModelInfo) -> dict[str, float]:
         """Error factor per tensor: measured ΔKLD per unit of proxy error of its group."""
         out = {}
         for p in self.points:
-            f = max(p.kld, 1e-9) / p.proxy if p.proxy > 0 else 1.0
+            f = self.factor(p)
             for t in _members(model, p.kind, p.layers):
                 out[t] = f
         return out
@@ -65,9 +78,28 @@ class Calibration:
                 CalibrationPoint(p["kind"], tuple(p["layers"]), p["probe"], p["proxy"], p["kld"])
                 for p in d["points"]
             )
-            return Calibration(d["model_hash"], d["imatrix_hash"], d["baseline_kld"], pts)
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            settings = dict(d.get("settings") or {})
+            return Calibration(d["model_hash"], d["imatrix_hash"], d["baseline_kld"], pts, settings)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise InputError(f"{path}: not an lwq calibration ({type(e).__name__}: {e})") from None
+
+    def check(self, path: str | Path, model_hash: str, imatrix_hash: str) -> None:
+        """Raise ``InputError`` naming ``path`` unless measured on this model and imatrix."""
+        if self.model_hash != model_hash:
+            raise InputError(
+                f"{path}: calibration was measured on another model (tensor data "
+                f"{self.model_hash[:12]}…, this model {model_hash[:12]}…)"
+            )
+        if self.imatrix_hash != imatrix_hash:
+            raise InputError(
+                f"{path}: calibration was measured with {_imatrix_label(self.imatrix_hash)}, "
+                f"this plan uses {_imatrix_label(imatrix_hash)} "
+                "(run lwq calibrate with this imatrix, or pass --no-calibration)"
+            )
+
+
+def _imatrix_label(digest: str) -> str:
+    return "no imatrix" if digest == "none" else f"imatrix {digest[:12]}…"
 
 
 def _members(model: ModelInfo, kind: str, layers: tuple[int, ...]) -> list[str]:
@@ -99,7 +131,9 @@ def calibrate(
     *,
     n_groups: int = 5,
     n_chunks: int = 4,
+    n_ctx: int = 512,
     threads: int = 0,
+    gpu_layers: int = 0,
     progress: ProgressSink | None = None,
     cancel: CancelToken | None = None,
 ) -> Calibration:
@@ -108,7 +142,10 @@ def calibrate(
     from .quantize import quantize
 
     model = open_model(model_path)
-    base, _ = cached_base_logits(model.path, text, n_chunks=n_chunks, threads=threads)
+    base, _ = cached_base_logits(
+        model.path, text, n_ctx=n_ctx, n_chunks=n_chunks, threads=threads,
+        gpu_layers=gpu_layers, cancel=cancel,
+    )  # fmt: skip
     q8 = {t.name: "Q8_0" for t in model.tensors if t.quantizable}
     with tempfile.TemporaryDirectory() as tmp:
 
@@ -116,11 +153,79 @@ def calibrate(
             plan = plan_from_types(model, types, source="calibration probe")
             out = Path(tmp) / "probe.gguf"
             quantize(model, plan, out, imatrix_path=imatrix_path, threads=threads, cancel=cancel)
-            r = kl_divergence(out, text, base, n_chunks=n_chunks, threads=threads, cancel=cancel)
+            r = kl_divergence(
+                out, text, base, n_ctx=n_ctx, n_chunks=n_chunks, threads=threads,
+                gpu_layers=gpu_layers, cancel=cancel,
+            )  # fmt: skip
             out.unlink()
             return float(r.stats.kld)
 
-        return _calibrate(model, sens, q8, measure, n_groups, progress)
+        cal = _calibrate(model, sens, q8, measure, n_groups, progress)
+    settings = {
+        "text": str(text),
+        "text_sha256": hashlib.sha256(Path(text).read_bytes()).hexdigest(),
+        "n_ctx": n_ctx,
+        "n_chunks": n_chunks,
+        "n_groups": n_groups,
+        "max_rows": sens.max_rows,
+    }
+    return replace(cal, settings=settings)
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    calibration: Calibration
+    path: Path  # where the model's project keeps it
+    seconds: float
+
+
+def calibrate_into_project(
+    model_path: str | Path,
+    imatrix_path: str | Path,
+    text: str | Path | None = None,
+    *,
+    n_groups: int = DEFAULT_GROUPS,
+    n_chunks: int = DEFAULT_CHUNKS,
+    n_ctx: int = 512,
+    max_rows: int = 256,
+    threads: int = 0,
+    gpu_layers: int = 0,
+    progress: ProgressSink | None = None,
+    cancel: CancelToken | None = None,
+) -> CalibrationRun:
+    """Proxy of the probe types, then ``calibrate``; saved in the model's project folder.
+
+    ``text`` defaults to the bundled calibration text, never the evaluation excerpt: the
+    factors must not be fitted on the text a plan is judged on. Inputs and the project
+    folder are checked before anything is measured; a cancelled run saves nothing.
+    """
+    from .corpus import CALIBRATION_TEXT
+    from .imatrix import read_imatrix
+    from .project import calibration_name, ensure_project
+    from .sensitivity import measure_sensitivity
+
+    text_p = Path(text) if text is not None else CALIBRATION_TEXT
+    if not text_p.is_file():
+        raise InputError(f"{text_p}: no such text file")
+    if min(n_groups, n_chunks, n_ctx) < 1:
+        raise InputError("calibration needs at least 1 depth group, 1 chunk and 1 token of ctx")
+    model = open_model(model_path)
+    read_imatrix(imatrix_path).check_model(model)
+    folder = ensure_project(model)  # an unwritable data folder fails now, not after the run
+    t0 = time.monotonic()
+    sens = measure_sensitivity(
+        model.path, imatrix_path, max_rows=max_rows, types=PROBES, progress=progress,
+        cancel=cancel,
+    )  # fmt: skip
+    cal = calibrate(
+        model.path, imatrix_path, text_p, sens, n_groups=n_groups, n_chunks=n_chunks,
+        n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers, progress=progress, cancel=cancel,
+    )  # fmt: skip
+    if folder.name != cal.model_hash[:16]:
+        raise InputError(f"{model.path}: the model changed during calibration; nothing was saved")
+    dest = folder / calibration_name(cal.imatrix_hash)
+    cal.save(dest)
+    return CalibrationRun(cal, dest, time.monotonic() - t0)
 
 
 def _calibrate(
@@ -132,7 +237,12 @@ def _calibrate(
     progress: ProgressSink | None,
 ) -> Calibration:
     todo = groups(model, n_groups)
+    total = len(todo) + 1  # the all-Q8_0 baseline is one run too
+    if progress is not None:
+        progress(Progress(Stage.EVAL, 0, total, "baseline Q8_0"))
     baseline = measure(q8)
+    if progress is not None:
+        progress(Progress(Stage.EVAL, 1, total, "baseline Q8_0"))
     points: list[CalibrationPoint] = []
     for i, (kind, layers) in enumerate(todo):
         names = _members(model, kind, layers)
@@ -143,7 +253,8 @@ def _calibrate(
         kld = measure({**q8, **dict.fromkeys(names, probe)}) - baseline
         points.append(CalibrationPoint(kind, layers, probe, proxy, kld))
         if progress is not None:
-            progress(Progress(Stage.EVAL, i + 1, len(todo), f"{kind} {layers[:1]}…"))
+            where = f"{layers[0]}-{layers[-1]}" if layers else "-"
+            progress(Progress(Stage.EVAL, i + 2, total, f"{kind} {where} {probe}"))
     return Calibration(sens.model_hash, sens.imatrix_hash, baseline, tuple(points))
 
 

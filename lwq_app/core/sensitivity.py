@@ -218,10 +218,10 @@ def measure_sensitivity(
 ) -> Sensitivity:
     """Measure every quantizable tensor × valid candidate type (child process, cached)."""
     model = open_model(model_path)
-    im_hash = file_hash(imatrix_path) if imatrix_path else "none"
-    if imatrix_path:
+    if imatrix_path:  # read first: a missing or wrong file is an error naming it
         imx: Imatrix = read_imatrix(imatrix_path)
         imx.check_model(model)
+    im_hash = file_hash(imatrix_path) if imatrix_path else "none"
     m_hash = model.tensor_data_hash()
     key = hashlib.sha256(
         f"{SENS_VERSION}|{m_hash}|{im_hash}|{max_rows}|{','.join(types)}".encode()
