@@ -20,27 +20,30 @@ class Run:
 def measure(cmd: list[str], env: dict[str, str] | None = None, rss: bool = True) -> Run:
     """Wall time (and, with ``rss``, peak RSS) of a command. Sampling scans /proc every 20 ms,
     which costs CPU on a 2-core machine: time-only benchmarks pass ``rss=False``."""
-    err_file = tempfile.TemporaryFile()
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, env=env)
-    proc = psutil.Process(p.pid)
-    peak = 0
-    if not rss:
+    with tempfile.TemporaryFile() as err_file:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, env=env)
+        peak = _sample_peak_rss(p) if rss else 0
         p.wait()
-    while p.poll() is None:
-        try:
-            procs = [proc, *proc.children(recursive=True)]
-            rss = sum(x.memory_info().rss for x in procs if x.is_running())
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
-    seconds = time.perf_counter() - t0
-    err_file.seek(0)
-    err = err_file.read().decode(errors="replace")
+        seconds = time.perf_counter() - t0
+        err_file.seek(0)
+        err = err_file.read().decode(errors="replace")
     if p.returncode != 0:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{err[-2000:]}")
     return Run(seconds, peak)
+
+
+def _sample_peak_rss(p: subprocess.Popen[bytes]) -> int:
+    proc = psutil.Process(p.pid)
+    peak = 0
+    while p.poll() is None:
+        try:
+            procs = [proc, *proc.children(recursive=True)]
+            peak = max(peak, sum(x.memory_info().rss for x in procs if x.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    return peak
 
 
 def median(xs: list[float]) -> float:
