@@ -181,6 +181,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
             gpu_layers=a.gpu_layers,
             n_batch=a.batch_size,
             n_ubatch=a.ubatch_size,
+            depths=tuple(a.n_depth),
             warmup=not a.no_warmup,
             progress=bar,
         )
@@ -244,6 +245,9 @@ def register(sub: Any) -> None:
     p.add_argument("-p", "--n-prompt", type=_int_list, default=[512], help="prompt sizes")
     p.add_argument("-n", "--n-gen", type=_int_list, default=[128], help="generation sizes")
     p.add_argument("-pg", type=_pair, action="append", metavar="PP,TG", help="prompt+gen test")
+    p.add_argument(
+        "-d", "--n-depth", type=_int_list, default=[0], help="context depths (untimed fill)"
+    )
     p.add_argument("-r", "--repetitions", type=int, default=5)
     p.add_argument("-b", "--batch-size", type=int, default=2048)
     p.add_argument("-ub", "--ubatch-size", type=int, default=512)

@@ -19,6 +19,7 @@ from typing import Any
 
 from .childproc import ChildContext, run_in_child
 from .engine import LlamaSession, llama_cpp_version
+from .engine.common import backend_devices
 from .errors import InputError
 from .progress import CancelToken, Progress, ProgressSink, Stage, no_progress
 
@@ -91,15 +92,21 @@ def bench(
     gpu_layers: int = 0,
     n_batch: int = DEFAULT_BATCH,
     n_ubatch: int = DEFAULT_UBATCH,
+    depths: tuple[int, ...] = (0,),
     warmup: bool = True,
     progress: ProgressSink = no_progress,
     cancel: CancelToken | None = None,
 ) -> list[BenchRecord]:
-    """Run each (n_prompt, n_gen) test ``repetitions`` times; one record per test."""
+    """Run each (n_prompt, n_gen) test at each depth ``repetitions`` times; one record each.
+
+    A depth (llama-bench ``-d``) fills the cache with that many random tokens before each
+    timed run, untimed: the speed of a prompt or generation after a long context."""
     if not Path(model).is_file():
         raise InputError(f"{model}: no such model file")
     if repetitions < 1 or not tests or any(p < 0 or g < 0 or p + g == 0 for p, g in tests):
         raise InputError(f"bad benchmark: tests {tests}, {repetitions} repetitions")
+    if not depths or any(d < 0 for d in depths):
+        raise InputError(f"bad benchmark depth(s): {list(depths)}")
     records: list[BenchRecord] = run_in_child(
         "lwq_app.core.bench:child_bench",
         {
@@ -110,6 +117,7 @@ def bench(
             "gpu_layers": gpu_layers,
             "n_batch": n_batch,
             "n_ubatch": n_ubatch,
+            "depths": list(depths),
             "warmup": warmup,
         },
         progress=progress,
@@ -129,14 +137,17 @@ def child_bench(
     n_batch: int,
     n_ubatch: int,
     warmup: bool,
+    depths: list[int] | None = None,
 ) -> list[BenchRecord]:
     out = []
     rng = random.Random(0)
-    total = len(tests) * repetitions
-    for ti, (n_prompt, n_gen) in enumerate(tests):
+    runs = [(p, g, d) for p, g in tests for d in depths or [0]]  # llama-bench's order
+    backends, gpu_info = backend_devices()
+    total = len(runs) * repetitions
+    for ti, (n_prompt, n_gen, n_depth) in enumerate(runs):
         with LlamaSession(
             model,
-            n_ctx=n_prompt + n_gen,
+            n_ctx=n_prompt + n_gen + n_depth,
             n_batch=n_batch,
             n_ubatch=n_ubatch,
             threads=threads,
@@ -154,21 +165,23 @@ def child_bench(
             samples: list[int] = []
             for r in range(repetitions):
                 s.clear()
+                if n_depth:
+                    _prompt(s, rng, n_depth)  # untimed context fill
                 t0 = time.perf_counter_ns()
                 if n_prompt:
-                    _prompt(s, rng, n_prompt)
+                    _prompt(s, rng, n_prompt, n_depth)
                 if n_gen:
-                    _gen(s, rng, n_gen, n_prompt)
+                    _gen(s, rng, n_gen, n_depth + n_prompt)
                 samples.append(time.perf_counter_ns() - t0)
                 done = ti * repetitions + r + 1
-                ctx.progress(Progress(Stage.EVAL, done, total, f"test {ti + 1}/{len(tests)}"))
+                ctx.progress(Progress(Stage.EVAL, done, total, f"test {ti + 1}/{len(runs)}"))
             ts = [1e9 * (n_prompt + n_gen) / t for t in samples]
             out.append(
                 BenchRecord(
                     build_commit=f"llama-cpp-python {llama_cpp_version()}",
                     cpu_info=platform.processor() or platform.machine(),
-                    gpu_info="",
-                    backends="CPU" if gpu_layers == 0 else "GPU",
+                    gpu_info=gpu_info,
+                    backends=backends,
                     model_filename=model,
                     model_type=info.description,
                     model_size=info.model_size,
@@ -179,7 +192,7 @@ def child_bench(
                     n_gpu_layers=gpu_layers,
                     n_prompt=n_prompt,
                     n_gen=n_gen,
-                    n_depth=0,
+                    n_depth=n_depth,
                     test_time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     avg_ns=int(_mean([float(x) for x in samples])),
                     stddev_ns=int(_stdev([float(x) for x in samples])),
@@ -192,15 +205,17 @@ def child_bench(
     return out
 
 
-def _prompt(s: LlamaSession, rng: random.Random, n: int) -> None:
-    """llama-bench's test_prompt: random tokens (BOS first), n_batch per decode."""
+def _prompt(s: LlamaSession, rng: random.Random, n: int, start: int = 0) -> None:
+    """llama-bench's test_prompt: random tokens (BOS first), n_batch per decode, from
+    position ``start`` (after a depth fill)."""
     done = 0
     while done < n:
         k = min(n - done, s.n_batch)
         toks = [rng.randrange(s.n_vocab) for _ in range(k)]
         if done == 0 and s.add_bos:
             toks[0] = s.bos
-        s.decode(toks, range(done, done + k), [0] * k, [False] * (k - 1) + [True])
+        at = start + done
+        s.decode(toks, range(at, at + k), [0] * k, [False] * (k - 1) + [True])
         done += k
     s.synchronize()
 

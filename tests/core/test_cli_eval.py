@@ -72,3 +72,21 @@ def test_eval_tasks_bench_report_pipeline(smollm2: Path, tmp_path: Path) -> None
     assert "μKLD" in md and "0.000000" in md and "pp32" in md and "tg4" in md
     stored = json.loads((tmp_path / "smol.gguf.lwq-results.json").read_text())
     assert stored["variant"]["tensor_data_sha256"] and stored["versions"]["lwq"]
+
+
+def test_bench_at_depth_like_llama_bench(smollm2: Path) -> None:
+    """-d fills the cache untimed before each run: one record per test × depth, named as
+    llama-bench names them, positions continuing after the fill (a decode past n_ctx fails)."""
+    r = lwq(
+        "bench", str(smollm2), "-p", "16", "-n", "4", "-d", "0,96", "-r", "1", "--threads", "2",
+        "--json", "--no-store",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    recs = json.loads(r.stdout)
+    assert [(x["n_prompt"], x["n_gen"], x["n_depth"]) for x in recs] == [
+        (16, 0, 0), (16, 0, 96), (0, 4, 0), (0, 4, 96),
+    ]  # fmt: skip
+    assert "pp16 @ d96" in r.stderr and "tg4 @ d96" in r.stderr
+    assert all(x["avg_ts"] > 0 for x in recs)
+    # llama-bench's device fields, read from ggml's registry (this CI build is CPU-only)
+    assert {(x["backends"], x["gpu_info"]) for x in recs} == {("CPU", "")}

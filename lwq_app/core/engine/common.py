@@ -93,3 +93,34 @@ def ggml_type_traits(type_id: int) -> tuple[int, int, str]:
         int(libggml.ggml_type_size(type_id)),
         (name or b"").decode(),
     )
+
+
+def backend_devices() -> tuple[str, str]:
+    """llama-bench's ``backends`` and ``gpu_info`` fields for this build of llama.cpp.
+
+    ``backends``: the registered ggml backends other than CPU, comma-joined ("CPU" if none);
+    ``gpu_info``: the descriptions of GPU and integrated-GPU devices, ", "-joined."""
+    from llama_cpp._ggml import libggml as g
+
+    _backend_init()
+    vp, sz = ctypes.c_void_p, ctypes.c_size_t
+    for name, res, args in (
+        ("ggml_backend_reg_count", sz, []),
+        ("ggml_backend_reg_get", vp, [sz]),
+        ("ggml_backend_reg_name", ctypes.c_char_p, [vp]),
+        ("ggml_backend_dev_count", sz, []),
+        ("ggml_backend_dev_get", vp, [sz]),
+        ("ggml_backend_dev_type", ctypes.c_int, [vp]),
+        ("ggml_backend_dev_description", ctypes.c_char_p, [vp]),
+    ):
+        fn = getattr(g, name)
+        fn.restype, fn.argtypes = res, args
+    regs = [g.ggml_backend_reg_name(g.ggml_backend_reg_get(i)).decode() for i in
+            range(g.ggml_backend_reg_count())]  # fmt: skip
+    backends = [r for r in regs if r != "CPU" and not r.startswith("RPC")]
+    gpus = []
+    for i in range(g.ggml_backend_dev_count()):
+        dev = g.ggml_backend_dev_get(i)
+        if g.ggml_backend_dev_type(dev) in (1, 2):  # GGML_BACKEND_DEVICE_TYPE_GPU, _IGPU
+            gpus.append(g.ggml_backend_dev_description(dev).decode(errors="replace"))
+    return (",".join(backends) or "CPU"), ", ".join(gpus)
