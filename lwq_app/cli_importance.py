@@ -78,7 +78,14 @@ def _budget(a: argparse.Namespace, model: Any) -> Any:
         if a.target_size is not None:
             return Budget(parse_size(a.target_size), a.target_size)
         if a.target_memory is not None:
-            return budget_from_memory(model, parse_size(a.target_memory), a.context)
+            from .core.memfit import measure_buffers
+
+            buf = measure_buffers(model.path, a.context, gpu_layers=a.gpu_layers)
+            _err(
+                f"llama.cpp at context {a.context}: KV cache {format_size(buf.kv_cache)}, "
+                f"compute {format_size(buf.compute)}, output {format_size(buf.output)} (measured)"
+            )
+            return budget_from_memory(model, parse_size(a.target_memory), a.context, buf)
     except ValueError as e:
         raise InputError(str(e)) from None
     raise InputError("--auto needs one of --target-bpw, --target-size, --target-memory")

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import PlanError
+from .memfit import RuntimeBuffers
 from .model import ModelInfo
 from .plan import QuantPlan, plan_from_preset, plan_from_types
 from .sensitivity import Sensitivity
@@ -69,10 +70,22 @@ def compute_buffer_bytes(model: ModelInfo, n_ctx: int, n_ubatch: int = 512) -> i
     return logits * 2 + acts + attn
 
 
-def budget_from_memory(model: ModelInfo, memory: int, n_ctx: int) -> Budget:
-    """Weights may use what is left of ``memory`` after KV cache and compute buffers."""
-    rest = memory - kv_cache_bytes(model, n_ctx) - compute_buffer_bytes(model, n_ctx)
-    return Budget(rest, f"{memory} bytes of memory at context {n_ctx}")
+def budget_from_memory(
+    model: ModelInfo, memory: int, n_ctx: int, buffers: RuntimeBuffers | None = None
+) -> Budget:
+    """Weights may use what is left of ``memory`` after KV cache and compute buffers:
+    ``buffers`` as llama.cpp allocated them (``memfit.measure_buffers``), else estimated."""
+    if buffers is not None:
+        rest, how = memory - buffers.total, "measured"
+    else:
+        rest = memory - kv_cache_bytes(model, n_ctx) - compute_buffer_bytes(model, n_ctx)
+        how = "estimated"
+    if rest <= 0:
+        raise PlanError(
+            f"{memory} bytes of memory leave nothing for the weights at context {n_ctx} "
+            f"(KV cache and compute buffers, {how}, need {memory - rest})"
+        )
+    return Budget(rest, f"{memory} bytes of memory at context {n_ctx} ({how} buffers)")
 
 
 @dataclass(frozen=True)

@@ -217,6 +217,31 @@ def test_budget_conversions(measured: dict) -> None:
     assert 0 < m.bytes < 500_000_000 - kv_cache_bytes(model, 4096)
 
 
+def test_memory_budget_uses_what_llama_cpp_allocates(smollm2: Path) -> None:
+    """The buffers are llama.cpp's own, read from a real context: the KV cache agrees with
+    the shape formula (to llama.cpp's 0.01 MiB log rounding), the compute buffer is
+    measured, and the weights get exactly the rest."""
+    from lwq_app.core.memfit import measure_buffers, parse_buffer_log
+    from lwq_app.core.model import open_model
+
+    model = open_model(smollm2)
+    buf = measure_buffers(smollm2, 4096)
+    assert abs(buf.kv_cache - kv_cache_bytes(model, 4096)) <= 0.01 * (1 << 20)
+    assert buf.compute > 10 << 20 and buf.output > 0
+    m = budget_from_memory(model, 500_000_000, 4096, buf)
+    assert m.bytes == 500_000_000 - buf.total and "measured" in m.label
+    with pytest.raises(PlanError, match="leave nothing for the weights"):
+        budget_from_memory(model, buf.total, 4096, buf)
+    two = parse_buffer_log(
+        ["llama_context:        CPU compute buffer size =   100.00 MiB",
+         "llama_context:      CUDA0 compute buffer size =    50.50 MiB", "unrelated"],
+        512,
+    )  # fmt: skip
+    # each line rounded up by half of its 0.01 MiB precision
+    assert two.compute == int(100.005 * (1 << 20)) + int(50.505 * (1 << 20))
+    assert two.kv_cache == 0
+
+
 def test_cli_plan_auto(measured: dict, tmp_path: Path, cache: Path) -> None:
     model_path = fixtures.synthetic("gqa4-untied")
     out = tmp_path / "auto.json"
