@@ -7,6 +7,7 @@ Runs inside ``childproc.run_in_child``: loads the model into a ``LlamaSession``,
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,12 +21,15 @@ from .engine import LlamaSession
 from .engine.graph import HiddenCapture
 from .errors import InputError, JobFailed
 from .logitcache import (
+    HEAD_TOLERANCE,
     BaseLogits,
     CacheKey,
     check_head,
+    head_error,
     hidden_dtype,
     load_base_logits,
     output_head,
+    quantize_logprobs,
     save_base_logits,
 )
 from .progress import Progress, Stage
@@ -165,11 +169,12 @@ def child_pass(
     model_hash: str = "",
     text_sha256: str = "",
     exact_base: str | None = None,
+    full_logits: bool = False,
 ) -> PassScores:
     t0 = time.monotonic()
     text = read_eval_text(Path(text_path))
     ctx.progress(Progress(Stage.LOAD, 0, 1, f"loading {Path(model).name}"))
-    capture = HiddenCapture() if base_out is not None else None
+    capture = HiddenCapture() if base_out is not None and not full_logits else None
     with LlamaSession(
         model, n_ctx=n_ctx, n_seq=n_seq, threads=threads, gpu_layers=gpu_layers,
         cb_eval=None if capture is None else capture.callback,
@@ -198,23 +203,35 @@ def child_pass(
             n_max = len(tokens) // n_ctx
             n_chunk = n_max if not n_chunks or n_chunks < 0 else min(n_chunks, n_max)
         head = None
+        store = None
         if base_out is not None:
-            head = output_head(Path(model))
+            store = "full" if full_logits else "compact"
+            if store == "compact":
+                try:
+                    head = output_head(Path(model))
+                except JobFailed:  # e.g. an output bias: keep every log-prob instead
+                    store, capture = "full", None
         ref = None
         if exact_base is not None:
             head = output_head(Path(exact_base))
             ref = LlamaSession(exact_base, n_ctx=n_ctx, n_seq=n_seq, threads=threads)
             ref.set_embeddings(True)
         try:
-            scorer = _Scorer(model, s, ref, tokens, n_ctx, base, head, capture)
+            scorer = _Scorer(model, s, ref, tokens, n_ctx, base, head, capture, store)
             out = scorer.run(ctx, n_chunk, n_seq)
         finally:
             if ref is not None:
                 ref.close()
-        if base_out is not None and head is not None:
+        if base_out is not None:
             key = CacheKey(model_hash, text_sha256, n_ctx, n_chunk, s.n_vocab)
-            hidden = np.concatenate(scorer.hidden)
-            bl = BaseLogits(key, tokens[: n_chunk * n_ctx].copy(), hidden, out["tok_lp"], head)
+            toks = tokens[: n_chunk * n_ctx].copy()
+            if scorer.store == "full":
+                q, mn, step = (np.concatenate(v) for v in zip(*scorer.full, strict=True))
+                none = np.zeros((len(q), 0), np.float16)
+                bl = BaseLogits(key, toks, none, out["tok_lp"], none[:0], q, mn, step)
+            else:
+                assert head is not None
+                bl = BaseLogits(key, toks, np.concatenate(scorer.hidden), out["tok_lp"], head)
             save_base_logits(Path(base_out), bl)
         out.pop("tok_lp", None)
     return PassScores(n_chunks=n_chunk, seconds=time.monotonic() - t0, **out)
@@ -268,14 +285,11 @@ def _decode_group(
     logits = s.logits(n_out, copy=False).reshape(n, rows, -1)[:, skip : skip + per]
     hidden = None
     if capture is not None and head is not None:
-        got = capture.take()
-        if got is None or len(got) != n_out:
-            raise JobFailed(
-                f"{s.path}: llama.cpp's graph has no {HiddenCapture.NODE.decode()} node of "
-                f"{n_out} rows for this architecture; compact base logits are not available"
-            )
-        order = batch_order(got, s.logits(n_out, copy=False), head)
-        hidden = got[order].reshape(n, rows, -1)[:, skip : skip + per]
+        got = capture.take()  # None or a row mismatch: the caller falls back to full logits
+        if got is not None and len(got) == n_out:
+            with contextlib.suppress(JobFailed):
+                order = batch_order(got, s.logits(n_out, copy=False), head)
+                hidden = got[order].reshape(n, rows, -1)[:, skip : skip + per]
     elif n_out == n * n_ctx:
         hidden = s.embeddings(n_out).reshape(n, rows, -1)[:, skip : skip + per]
     return logits, hidden
@@ -294,9 +308,12 @@ class _Scorer:
         base: BaseLogits | None,
         head: np.ndarray | None,
         capture: HiddenCapture | None = None,
+        store: str | None = None,
     ) -> None:
         self.model, self.s, self.ref, self.tokens, self.n_ctx = model, s, ref, tokens, n_ctx
         self.capture = capture
+        self.store = store  # base pass: "compact" (hidden states) or "full" (log-probs)
+        self.full: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.base = base
         self.head = head
         src = base.head if base is not None else head
@@ -338,6 +355,32 @@ class _Scorer:
             out[k] = np.concatenate(v).astype(bool if k == "same_top" else np.float32)
         return out
 
+    def _store(
+        self, chunk: int, x: np.ndarray, h: np.ndarray | None, rows: np.ndarray, nxt: np.ndarray
+    ) -> None:
+        """Base pass: keep what the cache needs. The first chunk decides the form: hidden
+        states when they reproduce llama.cpp's logits, else every log-prob."""
+        lse = score_rows(x, pool=self.pool).lse
+        tok_lq = x[rows, nxt] - lse
+        self._add("nll", -tok_lq)
+        self._add("tok_lp", tok_lq)
+        if self.store == "compact":
+            assert self.head_f32 is not None and self.hdtype is not None
+            hq = None if h is None else h.astype(self.hdtype)
+            if chunk == 0 and (
+                hq is None
+                or head_error(x, head_logits(hq, self.head_f32, self.pool)) > HEAD_TOLERANCE
+            ):
+                self.store = "full"  # an output head lwq cannot recompute: bias, softcap…
+            elif hq is None:
+                raise JobFailed(f"{self.model}: hidden states stopped matching the logits")
+            else:
+                if chunk < self.s.n_seq:  # the rest of the first decode: row order too
+                    check_head(self.model, x, head_logits(hq, self.head_f32, self.pool))
+                self.hidden.append(hq)
+                return
+        self.full.append(quantize_logprobs(x - lse[:, None]))
+
     def _chunk(
         self,
         chunk: int,
@@ -350,14 +393,8 @@ class _Scorer:
         per = n_ctx - 1 - first
         rows = np.arange(per)
         nxt = self.tokens[chunk * n_ctx + first + 1 : (chunk + 1) * n_ctx]
-        if h is not None and self.head_f32 is not None and self.hdtype is not None:
-            hq = h.astype(self.hdtype)
-            if chunk < self.s.n_seq:  # the first decode: every chunk, so row order too
-                check_head(self.model, x, head_logits(hq, self.head_f32, self.pool))
-            self.hidden.append(hq)
-            tok_lq = x[rows, nxt] - score_rows(x, pool=self.pool).lse
-            self._add("nll", -tok_lq)
-            self._add("tok_lp", tok_lq)
+        if self.store is not None:
+            self._store(chunk, x, h, rows, nxt)
             return
         if ref is not None and self.head_f32 is not None and self.hdtype is not None:
             rx, rh = ref[0][c], ref[1]
@@ -366,15 +403,18 @@ class _Scorer:
             assert exact.kld is not None and exact.lse_base is not None
             tok_lp = rx[rows, nxt] - exact.lse_base
             self._add("kld_exact", exact.kld)
-            hidden = rh[c].astype(self.hdtype)  # what the cache would have stored
+            xb, hidden = None, rh[c].astype(self.hdtype)  # what the cache would have stored
         elif self.base is not None and self.head_f32 is not None:
             r = slice(chunk * per, (chunk + 1) * per)
             tok_lp = self.base.tok_lp[r].astype(np.float64)
-            hidden = self.base.hidden[r]
+            if self.base.is_full:
+                xb, hidden = self.base.full_logprobs(r), None
+            else:
+                xb, hidden = None, self.base.hidden[r]
         else:
             self._add("nll", -(x[rows, nxt] - score_rows(x, pool=self.pool).lse))
             return
-        sc = score_rows(x, pool=self.pool, hidden=hidden, head=self.head_f32)
+        sc = score_rows(x, xb, self.pool, hidden=hidden, head=self.head_f32)
         assert sc.kld is not None and sc.same_top is not None
         tok_lq = x[rows, nxt] - sc.lse
         self._add("nll", -tok_lq)

@@ -138,10 +138,13 @@ def perplexity(
     threads: int = 0,
     gpu_layers: int = 0,
     base_logits_out: str | Path | None = None,
+    full_logits: bool = False,
     progress: ProgressSink = no_progress,
     cancel: CancelToken | None = None,
 ) -> PerplexityResult:
-    """PPL of ``model`` on ``text``; with ``base_logits_out`` also write its compact cache."""
+    """PPL of ``model`` on ``text``; with ``base_logits_out`` also write its base-logits
+    cache: compact (hidden states) when lwq reproduces the model's output head, else (or
+    with ``full_logits``) every log-prob."""
     model_p, text_p = Path(model), Path(text)
     digest = text_digest(text_p)
     extra: dict[str, Any] = {}
@@ -158,6 +161,7 @@ def perplexity(
             "base_out": str(tmp),
             "model_hash": open_model(model_p).tensor_data_hash(),
             "text_sha256": digest,
+            "full_logits": full_logits,
         }
         scores = _pass(
             model_p, text_p, n_ctx=n_ctx, n_chunks=n_chunks, n_seq=n_seq, threads=threads,

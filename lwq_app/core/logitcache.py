@@ -14,7 +14,8 @@ multiplying an F16 ``W_out``, so storing ``h`` in F16 reproduces its logits to ~
 SmolLM2: 1164 bytes per scored token (84× smaller) + the 57 MB head; a 7B with a 152k vocab:
 ~7.2 kB per token + its head. The base pass checks on its first chunk that the recomputed
 logits equal llama.cpp's, so an architecture with another head (bias, scale, softcap) is
-refused rather than silently mis-scored.
+not recomputed: its cache falls back to the full form (every log-prob, uint16 between a
+per-row min and max, as llama.cpp stores them; ~98 kB per token for SmolLM2).
 
 A cache is keyed on the base model's tensor-data hash, the text hash, ctx, chunk count and
 vocab size; ``load_base_logits`` refuses a file whose key differs from what a run expects.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,10 +62,25 @@ class BaseLogits:
     hidden: np.ndarray  # (N, n_embd) float16 (float32 for a non-F16 head)
     tok_lp: np.ndarray  # (N,) float32: exact log-prob of the observed next token
     head: np.ndarray  # (n_vocab, n_embd) float16/float32: the output matrix
+    # full form, for heads lwq cannot recompute (hidden and head then have 0 columns):
+    # every log-prob as llama.cpp stores them, uint16 steps between a per-row min and max
+    lp_q: np.ndarray | None = None  # (N, n_vocab) uint16
+    lp_min: np.ndarray | None = None  # (N,) float32
+    lp_step: np.ndarray | None = None  # (N,) float32
 
     @property
     def n_rows(self) -> int:
-        return int(self.hidden.shape[0])
+        return int(self.tok_lp.shape[0])
+
+    @property
+    def is_full(self) -> bool:
+        return self.lp_q is not None
+
+    def full_logprobs(self, rows: slice) -> np.ndarray:
+        """The stored log-probs of ``rows`` (full form only), float32."""
+        assert self.lp_q is not None and self.lp_min is not None and self.lp_step is not None
+        q = self.lp_q[rows].astype(np.float32)
+        return np.asarray(self.lp_min[rows, None] + q * self.lp_step[rows, None])
 
     def head_f32(self) -> np.ndarray:
         return np.ascontiguousarray(self.head, dtype=np.float32)
@@ -96,13 +113,26 @@ def output_head(model_path: Path) -> np.ndarray:
     return np.asarray(dequantize(data, kind), dtype=np.float32)
 
 
+def quantize_logprobs(lp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of log-probs as uint16 steps between each row's min and max (llama.cpp's form)."""
+    mn = lp.min(axis=1).astype(np.float32)
+    step = np.maximum((lp.max(axis=1) - mn) / 65535.0, 1e-12).astype(np.float32)
+    q = np.rint((lp - mn[:, None]) / step[:, None]).clip(0, 65535).astype(np.uint16)
+    return q, mn, step
+
+
+def head_error(logits: np.ndarray, recomputed: np.ndarray) -> float:
+    """max |recomputed − llama.cpp logit| / max |logit|."""
+    return float(np.abs(recomputed - logits).max()) / max(1e-6, float(np.abs(logits).max()))
+
+
 def hidden_dtype(head: np.ndarray) -> type[np.floating]:
     return np.float16 if head.dtype == np.float16 else np.float32
 
 
 def check_head(model_path: str, logits: np.ndarray, recomputed: np.ndarray) -> None:
     """Refuse a model whose logits are not ``W_out · h`` (bias, scale, softcap, ...)."""
-    err = float(np.abs(recomputed - logits).max()) / max(1e-6, float(np.abs(logits).max()))
+    err = head_error(logits, recomputed)
     if err > HEAD_TOLERANCE:
         raise JobFailed(
             f"{model_path}: lwq cannot reproduce this architecture's output head "
@@ -113,15 +143,14 @@ def check_head(model_path: str, logits: np.ndarray, recomputed: np.ndarray) -> N
 def save_base_logits(path: Path, bl: BaseLogits) -> None:
     """Write ``bl`` atomically (temp file + rename): a cancelled run leaves nothing."""
     meta = json.dumps({"format": FORMAT, "version": VERSION, **asdict(bl.key)}).encode()
+    arrays: dict[str, np.ndarray] = {
+        "tokens": bl.tokens, "hidden": bl.hidden, "tok_lp": bl.tok_lp, "head": bl.head,
+    }  # fmt: skip
+    if bl.lp_q is not None and bl.lp_min is not None and bl.lp_step is not None:
+        arrays.update(lp_q=bl.lp_q, lp_min=bl.lp_min, lp_step=bl.lp_step)
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
-        np.savez(
-            f,
-            meta=np.frombuffer(meta, dtype=np.uint8),
-            tokens=bl.tokens,
-            hidden=bl.hidden,
-            tok_lp=bl.tok_lp,
-            head=bl.head,
-        )
+        savez: Any = np.savez  # numpy's stub types **kwds against allow_pickle
+        savez(f, meta=np.frombuffer(meta, dtype=np.uint8), **arrays)
 
 
 def read_key(path: Path) -> CacheKey:
@@ -143,7 +172,11 @@ def load_base_logits(path: Path, expect: CacheKey | None = None) -> BaseLogits:
         raise InputError(
             f"{path}: damaged base-logits file ({bl.n_rows} rows, {want_rows} expected)"
         )
-    if bl.head.shape != (key.n_vocab, bl.hidden.shape[1]):
+    if bl.is_full:
+        assert bl.lp_q is not None
+        if bl.lp_q.shape != (want_rows, key.n_vocab):
+            raise InputError(f"{path}: damaged base-logits file (log-probs {bl.lp_q.shape})")
+    elif bl.head.shape != (key.n_vocab, bl.hidden.shape[1]) or len(bl.hidden) != want_rows:
         raise InputError(f"{path}: damaged base-logits file (head shape {bl.head.shape})")
     return bl
 

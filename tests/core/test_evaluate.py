@@ -162,6 +162,24 @@ def test_compact_cache_kld_equals_full_logit_kld(smollm2: Path, q4_k_m: Path) ->
     assert compact.same_top == pytest.approx(exact.same_top, abs=1e-3)
 
 
+def test_full_logprob_cache_agrees_with_the_compact_one(
+    smollm2: Path, q4_k_m: Path, tmp_path: Path
+) -> None:
+    """The fallback form (every log-prob in 16 bits, for output heads lwq cannot recompute)
+    gives the same KLD statistics as the compact hidden-state form."""
+    kw = {"n_ctx": 256, "n_chunks": 2, "threads": 2}
+    compact, full = tmp_path / "compact.npz", tmp_path / "full.npz"
+    ev.perplexity(smollm2, WIKI, base_logits_out=compact, **kw)
+    ev.perplexity(smollm2, WIKI, base_logits_out=full, full_logits=True, **kw)
+    assert not load_base_logits(compact).is_full and load_base_logits(full).is_full
+    assert full.stat().st_size >= 2 * 49152 * 2 * 127  # 2 bytes per vocab entry and token
+    a = ev.kl_divergence(q4_k_m, WIKI, compact, **kw)
+    b = ev.kl_divergence(q4_k_m, WIKI, full, **kw)
+    assert b.stats.kld == pytest.approx(a.stats.kld, rel=5e-3)
+    assert b.stats.same_top == pytest.approx(a.stats.same_top, abs=1e-3)
+    assert b.perplexity.ppl == a.perplexity.ppl
+
+
 @pytest.mark.slow
 def test_cache_is_reused_and_never_for_other_inputs(
     smollm2: Path, q4_k_m: Path, tmp_path: Path
