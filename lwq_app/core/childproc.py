@@ -22,7 +22,10 @@ from typing import Any
 from .errors import Cancelled, JobFailed, LwqError
 from .progress import CancelToken, Progress, ProgressSink
 
-POLL_SECONDS = 0.02
+#: how often the parent checks the cancel flag while it waits; messages wake it at once. Each
+#: wake-up preempts a compute thread of the child on a small machine (OpenMP threads then
+#: wait for it at the next barrier), so it is no more often than cancel needs (< 1 s).
+POLL_SECONDS = 0.1
 
 
 class ChildContext:
