@@ -238,6 +238,7 @@ def child_pass(
 
 
 N_PROBE = 16  # vocabulary entries used to match captured hidden rows to logit rows
+BATCH_ORDER_TOLERANCE = 1e-2  # matched fingerprint distance / fingerprint norm
 
 
 def batch_order(hidden: np.ndarray, logits: np.ndarray, head: np.ndarray) -> np.ndarray:
@@ -247,14 +248,18 @@ def batch_order(hidden: np.ndarray, logits: np.ndarray, head: np.ndarray) -> np.
     the sequences (``split_equal``) and restores the batch order of the logits only; captured
     rows keep the compute order. Each row is matched by its logits at ``N_PROBE`` vocabulary
     entries (``hidden · head[probe]ᵀ`` against ``logits[:, probe]``), which does not depend
-    on how llama.cpp splits; a match that is not one-to-one is an error."""
+    on how llama.cpp splits; a row without a close match is an error."""
     probe = np.linspace(0, len(head) - 1, N_PROBE).astype(np.int64)
     fp_h = hidden.astype(np.float32) @ head[probe].astype(np.float32).T
     fp_x = np.asarray(logits[:, probe], dtype=np.float32)
     d = (fp_x**2).sum(1)[:, None] - 2 * fp_x @ fp_h.T + (fp_h**2).sum(1)[None, :]
     order = d.argmin(axis=1)
-    if len(np.unique(order)) != len(order):
-        raise JobFailed("captured hidden states do not match the logits one-to-one")
+    # identical rows (a passage repeated at the same position of two chunks) may share a
+    # match; what must hold is that every row has a match as close as recomputation gets
+    miss = np.sqrt(np.maximum(d[np.arange(len(d)), order], 0))
+    scale = np.sqrt((fp_x**2).sum(1)) + 1e-6
+    if np.any(miss > BATCH_ORDER_TOLERANCE * scale):
+        raise JobFailed("captured hidden states do not match the logits")
     return np.asarray(order)
 
 

@@ -55,10 +55,11 @@ def test_batch_order_undoes_a_permutation_and_refuses_a_mismatch() -> None:
     rng = np.random.default_rng(3)
     head = rng.normal(size=(900, 32)).astype(np.float32)
     hidden = rng.normal(size=(64, 32)).astype(np.float32)
+    hidden[40] = hidden[7]  # a repeated passage: two identical rows
     logits = hidden @ head.T
     perm = rng.permutation(64)
     captured = hidden[perm]  # compute order differs from batch order
     order = batch_order(captured, logits, head)
     assert np.array_equal(captured[order], hidden)
-    with pytest.raises(JobFailed, match="one-to-one"):
+    with pytest.raises(JobFailed, match="do not match"):
         batch_order(np.repeat(hidden[:1], 64, axis=0), logits, head)
