@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# lwq's user data (projects, the model-hash index) goes to a folder of this test session
+os.environ.setdefault("LWQ_DATA_DIR", tempfile.mkdtemp(prefix="lwq-test-data-"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fixtures

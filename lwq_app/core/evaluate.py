@@ -27,6 +27,7 @@ from .kldstats import KldStats, kld_stats, mean_and_uncertainty
 from .logitcache import CacheKey, check_key, read_key
 from .model import open_model
 from .progress import CancelToken, ProgressSink, no_progress
+from .project import model_hash
 
 DEFAULT_CTX = 512
 DEFAULT_BATCH = 2048  # llama-perplexity's default -b: n_seq = 2048 // n_ctx chunks per decode
@@ -159,7 +160,7 @@ def perplexity(
     with atomic_output(out) as tmp:
         extra = {
             "base_out": str(tmp),
-            "model_hash": open_model(model_p).tensor_data_hash(),
+            "model_hash": model_hash(model_p),
             "text_sha256": digest,
             "full_logits": full_logits,
         }
@@ -222,9 +223,7 @@ def cached_base_logits(
     info = open_model(base_p)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    key = CacheKey(
-        info.tensor_data_hash(), text_digest(Path(text)), n_ctx, n_chunks or 0, info.n_vocab
-    )
+    key = CacheKey(model_hash(info), text_digest(Path(text)), n_ctx, n_chunks or 0, info.n_vocab)
     path = folder / f"{key.file_stem()}.npz"
     if path.exists():
         got = read_key(path)

@@ -29,6 +29,7 @@ from .imatrix import Imatrix, read_imatrix
 from .mixes import tensor_requires_imatrix
 from .model import ModelInfo, TensorInfo, open_model
 from .progress import CancelToken, Progress, ProgressSink, Stage
+from .project import model_hash
 from .qtypes import PLANNABLE, TYPES, valid_types
 
 #: candidate types measured by default (F16 is the lossless top of every frontier)
@@ -222,7 +223,7 @@ def measure_sensitivity(
         imx: Imatrix = read_imatrix(imatrix_path)
         imx.check_model(model)
     im_hash = file_hash(imatrix_path) if imatrix_path else "none"
-    m_hash = model.tensor_data_hash()
+    m_hash = model_hash(model)  # cached by path, size and mtime (project.py)
     key = hashlib.sha256(
         f"{SENS_VERSION}|{m_hash}|{im_hash}|{max_rows}|{','.join(types)}".encode()
     ).hexdigest()[:24]
