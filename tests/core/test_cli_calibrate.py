@@ -185,6 +185,9 @@ def test_calibrate_ctrl_c_writes_nothing(
          str(golden_imatrix), "--groups", "1", "--chunks", "1", "--ctx", "128",
          "--max-rows", ROWS, "--threads", "2", "-o", str(copy)],
         stderr=subprocess.PIPE, text=True, env=env,
+        # a suite started in the background inherits SIGINT ignored, and Python then never
+        # raises KeyboardInterrupt: give the command the default disposition Ctrl-C has
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert proc.stderr is not None
     seen = ""
