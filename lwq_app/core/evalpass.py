@@ -60,6 +60,7 @@ def read_eval_text(path: Path) -> bytes:
 
 PROBE_BYTES = 16384  # text start tokenized to check a base cache's tokens against this model
 PROBE_MARGIN = 32  # tokens at the probe's cut that may differ from the whole text's
+HEAD_SLICES = 8  # vocabulary slices of a head matmul (each streamed once, by one thread)
 ROW_BLOCK = 16  # rows per scoring job: two 16 × n_vocab float32 blocks stay in cache
 
 
@@ -77,12 +78,12 @@ class RowScores:
 def head_logits(
     hidden: np.ndarray, head: np.ndarray, pool: ThreadPoolExecutor | None = None
 ) -> np.ndarray:
-    """``hidden · headᵀ`` in float32, the vocabulary split over ``pool``'s threads."""
+    """``hidden · headᵀ`` in float32, vocabulary slices spread over ``pool``'s threads."""
     h = np.ascontiguousarray(hidden, dtype=np.float32)
     if pool is None:
         return np.asarray(h @ head.T)
     out = np.empty((len(h), len(head)), dtype=np.float32)
-    step = -(-len(head) // pool._max_workers)
+    step = -(-len(head) // HEAD_SLICES)
 
     def job(v: int) -> None:
         np.matmul(h, head[v : v + step].T, out=out[:, v : v + step])
@@ -320,7 +321,6 @@ class _Scorer:
         self.store = store  # base pass: "compact" (hidden states) or "full" (log-probs)
         self.full: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.base = base
-        self.head = head
         src = base.head if base is not None else head
         self.head_f32 = None if src is None else np.ascontiguousarray(src, dtype=np.float32)
         self.hdtype = None if head is None else hidden_dtype(head)
@@ -372,16 +372,17 @@ class _Scorer:
         if self.store == "compact":
             assert self.head_f32 is not None and self.hdtype is not None
             hq = None if h is None else h.astype(self.hdtype)
-            if chunk == 0 and (
-                hq is None
-                or head_error(x, head_logits(hq, self.head_f32, self.pool)) > HEAD_TOLERANCE
-            ):
+            # the first decode is checked chunk by chunk (so the row order is checked too)
+            redo = None
+            if hq is not None and chunk < self.s.n_seq:
+                redo = head_logits(hq, self.head_f32, self.pool)
+            if chunk == 0 and (redo is None or head_error(x, redo) > HEAD_TOLERANCE):
                 self.store = "full"  # an output head lwq cannot recompute: bias, softcap…
             elif hq is None:
                 raise JobFailed(f"{self.model}: hidden states stopped matching the logits")
             else:
-                if chunk < self.s.n_seq:  # the rest of the first decode: row order too
-                    check_head(self.model, x, head_logits(hq, self.head_f32, self.pool))
+                if redo is not None:
+                    check_head(self.model, x, redo)
                 self.hidden.append(hq)
                 return
         self.full.append(quantize_logprobs(x - lse[:, None]))

@@ -82,18 +82,6 @@ class BaseLogits:
         q = self.lp_q[rows].astype(np.float32)
         return np.asarray(self.lp_min[rows, None] + q * self.lp_step[rows, None])
 
-    def head_f32(self) -> np.ndarray:
-        return np.ascontiguousarray(self.head, dtype=np.float32)
-
-    def logits(self, rows: slice, head_f32: np.ndarray) -> np.ndarray:
-        """The base logits of ``rows``, recomputed as llama.cpp computes them."""
-        return np.asarray(self.hidden[rows].astype(np.float32) @ head_f32.T)
-
-    def bytes_per_token(self) -> float:
-        """Stored bytes per scored token, the once-per-file head excluded."""
-        per = self.tokens.nbytes + self.hidden.nbytes + self.tok_lp.nbytes
-        return per / max(1, self.n_rows)
-
 
 def output_head(model_path: Path) -> np.ndarray:
     """The output matrix of a GGUF (``output.weight``, else the tied ``token_embd.weight``)."""
