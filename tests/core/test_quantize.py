@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import time
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,9 @@ def test_cancel_after_first_progress_leaves_nothing(smollm2: Path, tmp_path: Pat
     seen: list[Progress] = []
     out = tmp_path / "cancelled.gguf"
     me = psutil.Process()
+    # multiprocessing's resource tracker lives as long as this process, by
+    # design; start it now so that only the job's own children are judged.
+    resource_tracker.ensure_running()
     before = {c.pid for c in me.children(recursive=True)}
 
     def on_progress(p: Progress) -> None:
@@ -172,11 +176,28 @@ def test_cancel_from_another_thread(smollm2: Path, tmp_path: Path) -> None:
     model = open_model(smollm2)
     plan = plan_from_preset(model, "Q8_0")
     token = CancelToken()
-    timer = threading.Timer(1.5, token.cancel)
-    timer.start()
+    started, cancelled = threading.Event(), threading.Event()
+
+    def canceller() -> None:
+        started.wait(60)
+        token.cancel()
+        cancelled.set()
+
+    def on_progress(p: Progress) -> None:
+        # Hold the worker at its first tensor until the other thread has
+        # cancelled: a fixed timer raced a fast machine that finished first.
+        if p.message.endswith(".weight") and not started.is_set():
+            started.set()
+            assert cancelled.wait(60)
+
+    thread = threading.Thread(target=canceller)
+    thread.start()
     with pytest.raises(Cancelled):
-        quantize(smollm2, plan, tmp_path / "x.gguf", threads=1, cancel=token)
-    timer.cancel()
+        quantize(
+            smollm2, plan, tmp_path / "x.gguf", threads=1, progress=on_progress, cancel=token
+        )
+    thread.join()
+    assert started.is_set()
     assert list(tmp_path.iterdir()) == []
 
 
