@@ -193,9 +193,7 @@ def test_cancel_from_another_thread(smollm2: Path, tmp_path: Path) -> None:
     thread = threading.Thread(target=canceller)
     thread.start()
     with pytest.raises(Cancelled):
-        quantize(
-            smollm2, plan, tmp_path / "x.gguf", threads=1, progress=on_progress, cancel=token
-        )
+        quantize(smollm2, plan, tmp_path / "x.gguf", threads=1, progress=on_progress, cancel=token)
     thread.join()
     assert started.is_set()
     assert list(tmp_path.iterdir()) == []
