@@ -30,3 +30,9 @@ def forever(ctx: ChildContext) -> None:
     ctx.progress(Progress(Stage.EVAL, 0, 1, "working"))
     while True:
         time.sleep(0.01)
+
+
+def quiet(ctx: ChildContext, *, seconds: float) -> int:
+    """Works without a word for ``seconds``, then answers."""
+    time.sleep(seconds)
+    return os.getpid()

@@ -7,6 +7,8 @@ the CLI draws a bar, the GUI a progress widget.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -49,13 +51,23 @@ def no_progress(_: Progress) -> None:
 
 
 class CancelToken:
-    """Thread-safe cancellation flag shared between a job and whoever may stop it."""
+    """Thread-safe cancellation flag shared between a job and whoever may stop it.
+
+    ``wait_fd()`` gives a file descriptor that becomes readable once the token is cancelled
+    (and stays so), so a waiter can block in ``select`` on it next to its other sources
+    instead of waking up on a timer to look at the flag."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._pipe: tuple[int, int] | None = None
 
     def cancel(self) -> None:
-        self._event.set()
+        with self._lock:
+            self._event.set()
+            if self._pipe is not None:
+                with contextlib.suppress(OSError):  # already written: the pipe is full
+                    os.write(self._pipe[1], b"x")
 
     @property
     def cancelled(self) -> bool:
@@ -64,6 +76,24 @@ class CancelToken:
     def raise_if_cancelled(self) -> None:
         if self._event.is_set():
             raise Cancelled("cancelled")
+
+    def wait_fd(self) -> int:
+        """A descriptor readable once cancelled; owned by the token (closed with it)."""
+        with self._lock:
+            if self._pipe is None:
+                r, w = os.pipe()
+                os.set_blocking(w, False)
+                self._pipe = (r, w)
+                if self._event.is_set():
+                    os.write(w, b"x")
+            return self._pipe[0]
+
+    def __del__(self) -> None:
+        pipe = getattr(self, "_pipe", None)
+        if pipe is not None:
+            for fd in pipe:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 class Throttle:

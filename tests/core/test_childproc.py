@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import time
 
@@ -52,3 +53,25 @@ def test_cancel_kills_the_child_within_a_second() -> None:
     assert (
         not psutil.pid_exists(pids[0]) or psutil.Process(pids[0]).status() == psutil.STATUS_ZOMBIE
     )
+
+
+def test_parent_sleeps_until_something_happens() -> None:
+    """No timer in the parent: each wake-up would preempt a compute thread of the child.
+    A 10 Hz poll made ~20 voluntary context switches in 2 s; blocking makes a handful."""
+    token = CancelToken()
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+    run_in_child("childjobs:quiet", {"seconds": 2.0}, cancel=token)
+    assert resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - before < 10
+
+
+def test_cancel_token_descriptor_is_readable_once_cancelled() -> None:
+    import select
+
+    early, late = CancelToken(), CancelToken()
+    fd = early.wait_fd()
+    assert select.select([fd], [], [], 0)[0] == []
+    early.cancel()
+    early.cancel()  # twice is fine
+    assert select.select([fd], [], [], 0)[0] == [fd]
+    late.cancel()
+    assert select.select([late.wait_fd()], [], [], 0)[0] == [late.wait_fd()]
