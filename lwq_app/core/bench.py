@@ -1,10 +1,11 @@
 """Throughput like llama-bench: pp (prompt), tg (generation) and pg (both) in tokens/s.
 
-Each test gets its own context of n_prompt + n_gen tokens, a warm-up (the whole prompt;
-one generated token), then ``repetitions`` timed runs from an empty cache; prompt tokens
-are random (BOS first when the vocab adds one) and decoded n_batch at a time, generated
-tokens one by one. Records carry llama-bench's JSON field names, and ``markdown_table``
-prints its table layout. Runs in a child process (cancel = kill).
+The model is loaded once; each test gets its own context of n_depth + n_prompt + n_gen
+tokens, a warm-up (the whole prompt; one generated token), then ``repetitions`` timed runs
+from an empty cache; prompt tokens are random (BOS first when the vocab adds one) and
+decoded n_batch at a time, generated tokens one by one. Records carry llama-bench's JSON
+field names, and ``markdown_table`` prints its table layout. Runs in a child process
+(cancel = kill).
 """
 
 from __future__ import annotations
@@ -144,15 +145,18 @@ def child_bench(
     runs = [(p, g, d) for p, g in tests for d in depths or [0]]  # llama-bench's order
     backends, gpu_info = backend_devices()
     total = len(runs) * repetitions
-    for ti, (n_prompt, n_gen, n_depth) in enumerate(runs):
-        with LlamaSession(
-            model,
-            n_ctx=n_prompt + n_gen + n_depth,
-            n_batch=n_batch,
-            n_ubatch=n_ubatch,
-            threads=threads,
-            gpu_layers=gpu_layers,
-        ) as s:
+    p0, g0, d0 = runs[0]
+    with LlamaSession(
+        model,
+        n_ctx=p0 + g0 + d0,
+        n_batch=n_batch,
+        n_ubatch=n_ubatch,
+        threads=threads,
+        gpu_layers=gpu_layers,
+    ) as s:
+        for ti, (n_prompt, n_gen, n_depth) in enumerate(runs):
+            if ti:  # like llama-bench: the model stays loaded, each test gets a new context
+                s.new_context(n_prompt + n_gen + n_depth, n_batch=n_batch, n_ubatch=n_ubatch)
             s.attach_threadpool()  # llama-bench runs every test on a persistent threadpool
             info = s.info()
 

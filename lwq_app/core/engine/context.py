@@ -150,12 +150,13 @@ class LlamaSession:
         self.n_batch = min(n_batch or total_ctx, total_ctx)
         self.gpu_layers = gpu_layers
         self._path = path
+        self._log = log
+        self._n_ubatch = n_ubatch
+        self._ctx_rest = (unified_kv, cb_eval, cb_eval_user_data, abort)
         try:
             with captured_log(log):
                 self._load_model(path, gpu_layers, on_load)
-                self._make_context(
-                    total_ctx, n_ubatch, unified_kv, cb_eval, cb_eval_user_data, abort
-                )
+                self._make_context(total_ctx, n_ubatch, *self._ctx_rest)
         except BaseException:
             self.close()
             raise
@@ -386,9 +387,27 @@ class LlamaSession:
         self._threadpool = tp
         cpu.llama_attach_threadpool(self._ctx, tp, None)
 
+    def new_context(
+        self, n_ctx: int, *, n_batch: int | None = None, n_ubatch: int | None = None
+    ) -> None:
+        """Replace the context (KV cache, batch, threadpool) by a fresh one of ``n_ctx`` tokens
+        per sequence; the model stays loaded, as llama-bench keeps its model between tests.
+        Other context settings are those given to the constructor."""
+        if n_ctx < 2:
+            raise InputError(f"bad context size {n_ctx}")
+        self._free_context()
+        total_ctx = n_ctx * self.n_seq
+        self.n_ctx_seq = n_ctx
+        self.n_batch = min(n_batch or total_ctx, total_ctx)
+        with captured_log(self._log):
+            self._make_context(total_ctx, n_ubatch or self._n_ubatch, *self._ctx_rest)
+        self._embeddings = False
+        self._batch = self._lc.llama_batch_init(self.n_batch, 0, self.n_seq)
+        self._batch_cap = self.n_batch
+
     # --- lifetime ---------------------------------------------------------------------------
 
-    def close(self) -> None:
+    def _free_context(self) -> None:
         lc = self._lc
         if self._batch is not None:
             lc.llama_batch_free(self._batch)
@@ -401,6 +420,10 @@ class LlamaSession:
         if self._threadpool:
             _cpu_lib().ggml_threadpool_free(self._threadpool)
             self._threadpool = None
+
+    def close(self) -> None:
+        self._free_context()
+        lc = self._lc
         if self._model:
             lc.llama_model_free(self._model)
         self._model = None
