@@ -1,10 +1,11 @@
 """``lwq bench`` pp/tg tokens/s vs ``llama-bench`` on the same file and threads.
 
 Alternating runs (llama-bench, lwq, lwq, llama-bench, …), each with its own repetitions;
-reports both sides' mean ± σ per test, the median ratio, and whether it is within 5%.
+reports per test both sides' median and σ over runs, the ratio of the medians (whether
+it is within 5%) and the spread of the ratios of neighbouring runs.
 
     python benchmarks/bench_vs_native.py --tools /work/ref/build/bin --model M.gguf \
-        [-p 512] [-n 128] [-r 5] [--runs 3] [--threads 2]
+        [-p 512] [-n 128] [-r 5] [--runs 10] [--threads 2]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from statistics import stdev
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median
@@ -37,7 +39,7 @@ def main() -> None:
     ap.add_argument("-p", type=int, default=512)
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("-r", type=int, default=5)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     native = [str(a.tools / "llama-bench"), "-m", str(a.model), "-p", str(a.p), "-n", str(a.n),
@@ -51,13 +53,22 @@ def main() -> None:
             for r in run_json(native if name == "native" else lwq):
                 ts[name].setdefault(key(r), []).append(r["avg_ts"])
                 print(
-                    f"run {i + 1} {name:6} {key(r):6}: {r['avg_ts']:9.2f} ± {r['stddev_ts']:.2f} t/s"
+                    f"run {i + 1} {name:6} {key(r):6}: {r['avg_ts']:9.2f} ± {r['stddev_ts']:.2f} t/s",
+                    flush=True,
                 )
     for test in ts["native"]:
-        n, l_ = median(ts["native"][test]), median(ts["lwq"][test])
+        nat, lw = ts["native"][test], ts["lwq"][test]
+        n, l_ = median(nat), median(lw)
+        # each run of one side is paired with the other side's run next to it
+        pairs = sorted(y / x for x, y in zip(nat, lw, strict=True))
+        q1, q3 = pairs[len(pairs) // 4], pairs[(3 * len(pairs)) // 4]
         ok = abs(l_ / n - 1) <= 0.05
-        print(f"{test:6}: llama-bench {n:9.2f} t/s, lwq {l_:9.2f} t/s, ratio {l_ / n:.3f} "
-              f"({'within' if ok else 'outside'} 5%)")  # fmt: skip
+        print(
+            f"{test:6}: llama-bench {n:9.2f} t/s (runs σ {stdev(nat):.2f}), "
+            f"lwq {l_:9.2f} t/s (runs σ {stdev(lw):.2f}), ratio of medians {l_ / n:.3f} "
+            f"({'within' if ok else 'outside'} 5%); pair ratios median {median(pairs):.3f}, "
+            f"quartiles {q1:.3f}..{q3:.3f}, {len(pairs)} pairs"
+        )
 
 
 if __name__ == "__main__":
