@@ -2,7 +2,8 @@
 
 Alternating runs (llama-bench, lwq, lwq, llama-bench, …), each with its own repetitions;
 reports per test both sides' median and σ over runs, the ratio of the medians (whether
-it is within 5%) and the spread of the ratios of neighbouring runs.
+it is within 5%), the spread of the ratios of neighbouring runs, and the ratio of the means
+with a bootstrap interval.
 
     python benchmarks/bench_vs_native.py --tools /work/ref/build/bin --model M.gguf \
         [-p 512] [-n 128] [-r 5] [--runs 10] [--threads 2]
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
-from statistics import stdev
+from statistics import fmean, stdev
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median
@@ -63,12 +65,26 @@ def main() -> None:
         pairs = sorted(y / x for x, y in zip(nat, lw, strict=True))
         q1, q3 = pairs[len(pairs) // 4], pairs[(3 * len(pairs)) // 4]
         ok = abs(l_ / n - 1) <= 0.05
+        lo, hi = mean_ratio_interval(nat, lw)
         print(
             f"{test:6}: llama-bench {n:9.2f} t/s (runs σ {stdev(nat):.2f}), "
             f"lwq {l_:9.2f} t/s (runs σ {stdev(lw):.2f}), ratio of medians {l_ / n:.3f} "
             f"({'within' if ok else 'outside'} 5%); pair ratios median {median(pairs):.3f}, "
-            f"quartiles {q1:.3f}..{q3:.3f}, {len(pairs)} pairs"
+            f"quartiles {q1:.3f}..{q3:.3f}, {len(pairs)} pairs; ratio of means "
+            f"{fmean(lw) / fmean(nat):.3f} (95% bootstrap interval {lo:.3f}..{hi:.3f})"
         )
+
+
+def mean_ratio_interval(nat: list[float], lw: list[float], n: int = 5000) -> tuple[float, float]:
+    """95% interval of mean(lwq) / mean(native), resampling the pairs (fixed seed)."""
+    rng = random.Random(0)
+    idx = range(len(nat))
+    boots = []
+    for _ in range(n):
+        pick = rng.choices(idx, k=len(nat))
+        boots.append(fmean(lw[i] for i in pick) / fmean(nat[i] for i in pick))
+    boots.sort()
+    return boots[int(0.025 * n)], boots[int(0.975 * n) - 1]
 
 
 if __name__ == "__main__":
