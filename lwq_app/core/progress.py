@@ -64,10 +64,11 @@ class CancelToken:
 
     def cancel(self) -> None:
         with self._lock:
+            if self._event.is_set():
+                return
             self._event.set()
             if self._pipe is not None:
-                with contextlib.suppress(OSError):  # already written: the pipe is full
-                    os.write(self._pipe[1], b"x")
+                os.write(self._pipe[1], b"x")  # one byte, once: the descriptor stays readable
 
     @property
     def cancelled(self) -> bool:
@@ -82,7 +83,6 @@ class CancelToken:
         with self._lock:
             if self._pipe is None:
                 r, w = os.pipe()
-                os.set_blocking(w, False)
                 self._pipe = (r, w)
                 if self._event.is_set():
                     os.write(w, b"x")
