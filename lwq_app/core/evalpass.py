@@ -381,7 +381,7 @@ class _Scorer:
             elif hq is None:
                 raise JobFailed(f"{self.model}: hidden states stopped matching the logits")
             else:
-                if redo is not None:
+                if redo is not None and chunk > 0:  # chunk 0 passed the same check just above
                     check_head(self.model, x, redo)
                 self.hidden.append(hq)
                 return
