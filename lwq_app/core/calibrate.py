@@ -13,7 +13,6 @@ measure the same way. A calibration holds for one model's tensor data and one im
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import time
@@ -138,7 +137,7 @@ def calibrate(
     cancel: CancelToken | None = None,
 ) -> Calibration:
     """Measure ΔKLD for each (kind, depth group) probe; quantize and KLD run out of process."""
-    from .evaluate import cached_base_logits, kl_divergence
+    from .evaluate import cached_base_logits, kl_divergence, text_digest
     from .quantize import quantize
 
     model = open_model(model_path)
@@ -163,7 +162,7 @@ def calibrate(
         cal = _calibrate(model, sens, q8, measure, n_groups, progress)
     settings = {
         "text": str(text),
-        "text_sha256": hashlib.sha256(Path(text).read_bytes()).hexdigest(),
+        "text_sha256": text_digest(Path(text)),
         "n_ctx": n_ctx,
         "n_chunks": n_chunks,
         "n_groups": n_groups,
