@@ -21,12 +21,19 @@ install: $(VENV)/.installed
 run: install
 	$(PY) -m lwq_app.demo
 
-## test: install, then lint, type-check and run the full test suite (slow end-to-end tests included)
-test: install
+## lint: install, then lint, check the format, type-check and check the architecture contracts
+lint: install
 	$(PY) -m ruff check lwq_app tests benchmarks
 	$(PY) -m ruff format --check lwq_app tests benchmarks
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(VENV)/bin/lint-imports
+
+## test: lint, then run the full test suite (slow end-to-end tests included); PYTEST_ARGS selects
+# pytest's exit code 5 (no test collected: a wrong PYTEST_ARGS, a broken collection) fails too
+test: lint
+	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests ($(PYTEST_ARGS))" >&2; fi; \
+	exit $$rc
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -25,7 +25,7 @@ def main() -> int:
     from _common import measure, median
 
     import fixtures
-    from lwq_app.core.imatrix import read_imatrix
+    from lwq_app.core.modelfile.imatrix_file import read_imatrix
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tools", required=True, help="folder with llama-imatrix")

@@ -24,18 +24,18 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def main() -> int:
     import fixtures
-    from lwq_app.core.autoplan import Budget, auto_plan
-    from lwq_app.core.calibrate import Calibration, calibrate
-    from lwq_app.core.evaluate import cached_base_logits, kl_divergence
-    from lwq_app.core.model import open_model
-    from lwq_app.core.plan import plan_from_preset
-    from lwq_app.core.quantize import quantize
-    from lwq_app.core.sensitivity import measure_sensitivity
+    from lwq_app.core.evaluate.perplexity import cached_base_logits, kl_divergence
+    from lwq_app.core.importance.sensitivity import SensitivityRequest, measure_sensitivity
+    from lwq_app.core.modelfile.inventory import open_model
+    from lwq_app.core.optimize.auto_plan import Budget, solve_plan
+    from lwq_app.core.optimize.calibration import CalibrateRequest, Calibration, calibrate
+    from lwq_app.core.plan.quant_plan import plan_from_preset
+    from lwq_app.core.plan.quantize import QuantizeRequest, quantize
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="F16 source (default: the off-grid SmolLM2 fixture)")
     ap.add_argument("--imatrix", default=str(ROOT / "tests/golden/smollm2.imatrix.gguf"))
-    ap.add_argument("--text", default=str(ROOT.parent / "shared/data/wikitext-2-raw/wiki.test.raw"))
+    ap.add_argument("--text", default=str(ROOT / "tests/data/wikitext-2-raw/wiki.test.raw"))
     ap.add_argument("--chunks", type=int, default=20)
     ap.add_argument("--max-rows", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
@@ -55,19 +55,21 @@ def main() -> int:
     model = open_model(model_path)
     base, _ = cached_base_logits(model_path, a.text, n_chunks=a.chunks, threads=a.threads)
     t0 = time.monotonic()
-    sens = measure_sensitivity(model_path, a.imatrix, max_rows=a.max_rows)
+    sens = measure_sensitivity(SensitivityRequest(model_path, Path(a.imatrix), max_rows=a.max_rows))
     t_sens = time.monotonic() - t0
     factors = None
     if a.calibration:
         cal_path = Path(a.calibration)
         if not cal_path.exists():
             t2 = time.monotonic()
-            cal = calibrate(
-                model_path, a.imatrix, a.cal_text, sens, n_groups=a.cal_groups,
-                n_chunks=a.cal_chunks, threads=a.threads,
-                progress=lambda p: print(f"calibration {p.done}/{p.total} {p.message}", flush=True),
+            request = CalibrateRequest(
+                model_path, Path(a.imatrix), text=Path(a.cal_text), groups=a.cal_groups,
+                chunks=a.cal_chunks, max_rows=a.max_rows, threads=a.threads, copy_to=cal_path,
             )  # fmt: skip
-            cal.save(cal_path)
+            cal = calibrate(
+                request,
+                progress=lambda p: print(f"calibration {p.position:.0%} {p.item}", flush=True),
+            ).calibration
             print(f"calibration: {len(cal.points)} probes in {time.monotonic() - t2:.0f}s")
         factors = Calibration.load(cal_path).factors(model)
     rows = []
@@ -75,12 +77,13 @@ def main() -> int:
         for preset in a.presets.split(","):
             stock = plan_from_preset(model, preset, with_imatrix=True)
             t1 = time.monotonic()
-            auto = auto_plan(model, sens, Budget(stock.size_bytes, preset), factors=factors)
+            auto = solve_plan(model, sens, Budget(stock.size_bytes, preset), factors=factors)
             t_plan = time.monotonic() - t1
             kld = {}
             for label, plan in (("stock", stock), ("auto", auto.plan)):
                 out = Path(tmp) / f"{preset}-{label}.gguf"
-                quantize(model, plan, out, imatrix_path=a.imatrix, threads=a.threads)
+                imatrix = Path(a.imatrix)
+                quantize(QuantizeRequest(model_path, plan, out, imatrix=imatrix, threads=a.threads))
                 r = kl_divergence(out, a.text, base, n_chunks=a.chunks, threads=a.threads)
                 kld[label] = r.stats.kld
                 out.unlink()

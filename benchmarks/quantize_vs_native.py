@@ -105,7 +105,7 @@ def main() -> None:
     t_n = median([r.seconds for r in runs["native"]])
     m_l = median([r.peak_rss for r in runs["lwq"]])
     m_n = median([r.peak_rss for r in runs["native"]])
-    from lwq_app.core.model import open_model
+    from lwq_app.core.modelfile.inventory import open_model
 
     same = (
         open_model(work / "lwq.gguf").tensor_data_hash()

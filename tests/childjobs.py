@@ -6,19 +6,19 @@ import ctypes
 import os
 import time
 
-from lwq_app.core.childproc import ChildContext
-from lwq_app.core.errors import PlanError
-from lwq_app.core.progress import Progress, Stage
+from lwq_app.core.jobs.child_runner import ChildContext
+from lwq_app.core.jobs.errors import PlanError
+from lwq_app.core.jobs.progress import Phase, Progress
 
 
 def count(ctx: ChildContext, *, n: int) -> int:
     for i in range(n):
-        ctx.progress(Progress(Stage.EVAL, i + 1, n, f"step {i + 1}"))
+        ctx.progress(Progress(Phase.EVAL, i + 1, n, f"step {i + 1}"))
     return os.getpid()
 
 
 def segfault(ctx: ChildContext) -> None:
-    ctx.progress(Progress(Stage.EVAL, 0, 1, "about to crash"))
+    ctx.progress(Progress(Phase.EVAL, 0, 1, "about to crash"))
     ctypes.string_at(0)  # a native crash, as a bad llama.cpp call would be
 
 
@@ -27,7 +27,7 @@ def bad_plan(ctx: ChildContext) -> None:
 
 
 def forever(ctx: ChildContext) -> None:
-    ctx.progress(Progress(Stage.EVAL, 0, 1, "working"))
+    ctx.progress(Progress(Phase.EVAL, 0, 1, "working"))
     while True:
         time.sleep(0.01)
 

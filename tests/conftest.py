@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -11,14 +13,17 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-# lwq's user data (projects, the model-hash index) goes to a folder of this test session
-os.environ.setdefault("LWQ_DATA_DIR", tempfile.mkdtemp(prefix="lwq-test-data-"))
+# lwq's user data (projects, the model-hash index) and its caches (base logits, sensitivity
+# tables, fetched data) go to folders of this test session, removed at its end
+for _var, _prefix in (("LWQ_DATA_DIR", "lwq-test-data-"), ("LWQ_CACHE_DIR", "lwq-test-cache-")):
+    if not os.environ.get(_var):
+        os.environ[_var] = _made = tempfile.mkdtemp(prefix=_prefix)
+        atexit.register(shutil.rmtree, _made, True)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import fixtures
+import fixtures  # noqa: E402  (after the environment above)
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-SHARED = fixtures.ROOT.parent / "shared"
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +49,7 @@ def smollm2_f16() -> Path:
 @pytest.fixture(scope="session")
 def smollm2(manifest: dict) -> Path:
     """The off-grid F16 SmolLM2 every quality test uses; its bytes must match the goldens'."""
-    from lwq_app.core.model import open_model
+    from lwq_app.core.modelfile.inventory import open_model
 
     path = fixtures.smollm2_offgrid_f16()
     want = manifest["fixtures"]["smollm2_offgrid_f16_tensor_data_sha256"]
@@ -68,5 +73,4 @@ def synthetic_model(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(scope="session")
 def wiki_text() -> str:
-    p = SHARED / "data" / "wikitext-2-raw" / "wiki.test.raw"
-    return p.read_text(encoding="utf-8")
+    return fixtures.WIKI.read_text(encoding="utf-8")

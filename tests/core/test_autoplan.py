@@ -15,32 +15,33 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fixtures
-from lwq_app.core.autoplan import (
+from lwq_app.core.engine.kernels import quantize_rows
+from lwq_app.core.importance.heatmap import sensitivity_heatmap
+from lwq_app.core.importance.sensitivity import (
+    CANDIDATES,
+    Sensitivity,
+    SensitivityRequest,
+    candidate_types,
+    measure_sensitivity,
+    read_rows,
+)
+from lwq_app.core.jobs.errors import Cancelled, ImatrixError, PlanError
+from lwq_app.core.jobs.progress import CancelToken
+from lwq_app.core.modelfile.imatrix_file import read_imatrix
+from lwq_app.core.modelfile.inventory import ModelInfo, open_model
+from lwq_app.core.modelfile.type_catalog import TYPES
+from lwq_app.core.optimize.auto_plan import (
     Budget,
     Option,
-    auto_plan,
     budget_from_bpw,
     budget_from_memory,
     explain,
     frontier,
     kv_cache_bytes,
+    solve_plan,
 )
-from lwq_app.core.engine.kernels import quantize_rows
-from lwq_app.core.errors import Cancelled, ImatrixError, PlanError
-from lwq_app.core.heatmap import sensitivity_heatmap
-from lwq_app.core.imatrix import read_imatrix
-from lwq_app.core.mixes import QUANT_PRESETS
-from lwq_app.core.model import ModelInfo, open_model
-from lwq_app.core.plan import plan_from_preset
-from lwq_app.core.progress import CancelToken
-from lwq_app.core.qtypes import TYPES
-from lwq_app.core.sensitivity import (
-    CANDIDATES,
-    Sensitivity,
-    candidate_types,
-    measure_sensitivity,
-    read_rows,
-)
+from lwq_app.core.plan.quant_plan import plan_from_preset
+from lwq_app.core.plan.stock_mixes import QUANT_PRESETS
 
 ROWS = 16
 #: the IQ1/IQ2 grids take ~30 s to initialise per process; synthetic models skip them
@@ -54,7 +55,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _cache_env(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LWQ_CACHE", str(cache))
+    monkeypatch.setenv("LWQ_CACHE_DIR", str(cache))
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +64,18 @@ def measured(
 ) -> dict[str, tuple[ModelInfo, Sensitivity]]:
     """Sensitivity of SmolLM2 (golden imatrix) and of each synthetic model (no imatrix)."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("LWQ_CACHE", str(cache))
+    mp.setenv("LWQ_CACHE_DIR", str(cache))
     try:
         out = {
             "smollm2": (
                 open_model(smollm2),
-                measure_sensitivity(smollm2, golden_imatrix, max_rows=ROWS),
+                measure_sensitivity(SensitivityRequest(smollm2, golden_imatrix, ROWS)),
             )
         }
         for kind in fixtures.SYNTHETIC:
             p = fixtures.synthetic(kind)
-            out[kind] = (open_model(p), measure_sensitivity(p, None, max_rows=ROWS, types=FAST))
+            sens = measure_sensitivity(SensitivityRequest(p, None, ROWS, FAST))
+            out[kind] = (open_model(p), sens)
     finally:
         mp.undo()
     return out
@@ -131,14 +133,16 @@ def test_sensitivity_heatmap(measured: dict) -> None:
 
 def test_sensitivity_is_cached(smollm2: Path, golden_imatrix: Path, measured: dict) -> None:
     t0 = time.monotonic()
-    again = measure_sensitivity(smollm2, golden_imatrix, max_rows=ROWS)
+    again = measure_sensitivity(SensitivityRequest(smollm2, golden_imatrix, ROWS))
     assert time.monotonic() - t0 < 10  # data hash only, no measuring
     assert again.to_dict() == measured["smollm2"][1].to_dict()
 
 
 def test_imatrix_for_another_model(golden_imatrix: Path) -> None:
     with pytest.raises(ImatrixError, match="another model"):
-        measure_sensitivity(fixtures.synthetic("gqa4-untied"), golden_imatrix, max_rows=ROWS)
+        measure_sensitivity(
+            SensitivityRequest(fixtures.synthetic("gqa4-untied"), golden_imatrix, ROWS)
+        )
 
 
 def test_cancel_sensitivity(smollm2: Path, golden_imatrix: Path, cache: Path) -> None:
@@ -149,9 +153,10 @@ def test_cancel_sensitivity(smollm2: Path, golden_imatrix: Path, cache: Path) ->
     def run() -> None:
         try:
             measure_sensitivity(
-                smollm2, golden_imatrix, max_rows=ROWS + 1, progress=lambda p: started.set(),
+                SensitivityRequest(smollm2, golden_imatrix, ROWS + 1),
+                progress=lambda p: started.set(),
                 cancel=cancel,
-            )  # fmt: skip
+            )
         except Cancelled:
             result.append(time.monotonic())
 
@@ -186,12 +191,12 @@ def test_budget_respected_and_used(measured: dict, kind: str, frac: float) -> No
     lo = fixed + sum(min(x) for x in sizes)
     hi = fixed + sum(max(x) for x in sizes)
     budget = Budget(int(lo + frac * (hi - lo)), f"{frac:.3f}")
-    a = auto_plan(model, sens, budget, with_imatrix=kind == "smollm2")
+    a = solve_plan(model, sens, budget, with_imatrix=kind == "smollm2")
     assert a.plan.size_bytes <= budget.bytes
     assert a.plan.size_bytes >= 0.99 * budget.bytes
     assert not a.plan.warnings()  # only types valid for each shape
     assert a.plan.needs_imatrix() == [] or kind == "smollm2"
-    b = auto_plan(model, sens, budget, with_imatrix=kind == "smollm2")
+    b = solve_plan(model, sens, budget, with_imatrix=kind == "smollm2")
     assert b.plan.effective_types() == a.plan.effective_types()
 
 
@@ -199,16 +204,16 @@ def test_budget_respected_and_used(measured: dict, kind: str, frac: float) -> No
 def test_stock_sizes(measured: dict, preset: str) -> None:
     model, sens = measured["smollm2"]
     stock = plan_from_preset(model, preset, with_imatrix=True)
-    a = auto_plan(model, sens, Budget(stock.size_bytes, preset))
+    a = solve_plan(model, sens, Budget(stock.size_bytes, preset))
     assert 0.99 * stock.size_bytes <= a.plan.size_bytes <= stock.size_bytes
     rows = explain(a.plan, model, preset, True)
-    assert rows and all(r["auto"] != r["stock"] for r in rows)
+    assert rows and all(r.auto != r.stock for r in rows)
 
 
 def test_budget_below_smallest_plan(measured: dict) -> None:
     model, sens = measured["smollm2"]
     with pytest.raises(PlanError, match="below the smallest possible plan"):
-        auto_plan(model, sens, Budget(1000, "1 kB"))
+        solve_plan(model, sens, Budget(1000, "1 kB"))
 
 
 def test_budget_conversions(measured: dict) -> None:
@@ -224,8 +229,8 @@ def test_memory_budget_uses_what_llama_cpp_allocates(smollm2: Path) -> None:
     """The buffers are llama.cpp's own, read from a real context: the KV cache agrees with
     the shape formula (to llama.cpp's 0.01 MiB log rounding), the compute buffer is
     measured, and the weights get exactly the rest."""
-    from lwq_app.core.memfit import measure_buffers, parse_buffer_log
-    from lwq_app.core.model import open_model
+    from lwq_app.core.evaluate.memory_fit import measure_buffers, parse_buffer_log
+    from lwq_app.core.modelfile.inventory import open_model
 
     model = open_model(smollm2)
     buf = measure_buffers(smollm2, 4096)
@@ -248,7 +253,7 @@ def test_memory_budget_uses_what_llama_cpp_allocates(smollm2: Path) -> None:
 def test_cli_plan_auto(measured: dict, tmp_path: Path, cache: Path) -> None:
     model_path = fixtures.synthetic("gqa4-untied")
     out = tmp_path / "auto.json"
-    env = {"LWQ_CACHE": str(cache), "PATH": "/usr/bin:/bin"}
+    env = {"LWQ_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
     r = subprocess.run(
         [sys.executable, "-m", "lwq_app.cli", "plan", str(model_path), "--auto",
          "--target-bpw", "4.5", "--max-rows", str(ROWS), "--types", ",".join(FAST),
@@ -280,15 +285,22 @@ def test_help(cmd: str) -> None:
 
 @pytest.mark.slow
 def test_calibration_with_measured_kld(
-    smollm2: Path, golden_imatrix: Path, measured: dict, wiki_text: str, tmp_path: Path
+    smollm2: Path,
+    golden_imatrix: Path,
+    measured: dict,
+    wiki_text: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One depth group per kind, one KLD chunk per probe: factors come from real KLD runs."""
-    from lwq_app.core.calibrate import Calibration, calibrate
+    from lwq_app.core.optimize.calibration import CalibrateRequest, Calibration, calibrate
 
+    monkeypatch.setenv("LWQ_DATA_DIR", str(tmp_path / "data"))
     text = tmp_path / "wiki.txt"
     text.write_text(wiki_text[:40000], encoding="utf-8")
     model, sens = measured["smollm2"]
-    cal = calibrate(smollm2, golden_imatrix, text, sens, n_groups=1, n_chunks=1, threads=2)
+    request = CalibrateRequest(smollm2, golden_imatrix, text, groups=1, chunks=1, threads=2)
+    cal = calibrate(request).calibration
     kinds = {p.kind for p in cal.points}
     assert kinds == {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
                      "ffn_down", "token_embd"}  # fmt: skip
@@ -299,13 +311,13 @@ def test_calibration_with_measured_kld(
     factors = again.factors(model)
     assert set(factors) == {t.name for t in model.tensors if t.quantizable}
     stock = plan_from_preset(model, "Q4_K_M", with_imatrix=True)
-    a = auto_plan(model, sens, Budget(stock.size_bytes, "Q4_K_M"), factors=factors)
+    a = solve_plan(model, sens, Budget(stock.size_bytes, "Q4_K_M"), factors=factors)
     assert 0.99 * stock.size_bytes <= a.plan.size_bytes <= stock.size_bytes
 
 
 def test_explanation_by_layer_and_kind_against_nearest_stock_mix() -> None:
     """Per-layer and per-kind bit deltas add up to the size difference with the stock mix."""
-    from lwq_app.core.autoplan import explain_groups, nearest_preset
+    from lwq_app.core.optimize.auto_plan import explain_groups, nearest_preset
 
     model = open_model(fixtures.fixture_path("smollm2"))
     q4 = plan_from_preset(model, "Q4_K_M", True)
@@ -318,4 +330,4 @@ def test_explanation_by_layer_and_kind_against_nearest_stock_mix() -> None:
     d_down = (1536 // 32 * 34 - 1536 // 256 * 210) * 576 * 8
     assert ex.by_layer[0] == ex.by_kind["ffn_down"] == d_down
     assert ex.by_kind["attn_q"] == (18 - 22) * (576 // 32) * 576 * 8  # Q5_0 -> Q4_0
-    assert {r["tensor"] for r in ex.tensors} == {"blk.0.ffn_down.weight", "blk.7.attn_q.weight"}
+    assert {r.tensor for r in ex.tensors} == {"blk.0.ffn_down.weight", "blk.7.attn_q.weight"}

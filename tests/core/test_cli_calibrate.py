@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import fixtures
-from lwq_app.core.calibrate import PROBES, Calibration, CalibrationPoint, groups
-from lwq_app.core.model import open_model
-from lwq_app.core.sensitivity import file_hash
+from lwq_app.core.modelfile.hashing import sha256_file as file_hash
+from lwq_app.core.modelfile.inventory import open_model
+from lwq_app.core.optimize.calibration import PROBES, Calibration, CalibrationPoint, groups
 
 ROWS = "16"
 #: plan candidates: the calibration probes share their sensitivity cache entry with calibrate
@@ -29,7 +29,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {
         **os.environ,
         "LWQ_DATA_DIR": str(root / "data"),
-        "LWQ_CACHE": str(root / "cache"),
         "LWQ_CACHE_DIR": str(root / "cache"),
     }
 
@@ -61,8 +60,8 @@ def test_help() -> None:
     )
     assert r.returncode == 0 and "usage: lwq calibrate" in r.stdout
     assert "--imatrix" in r.stdout and "--groups" in r.stdout
-    from lwq_app import cli_calibrate
-    from lwq_app.core import calibrate
+    from lwq_app.cli import calibrate_command as cli_calibrate
+    from lwq_app.core.optimize import calibration as calibrate
 
     assert cli_calibrate.DEFAULT_GROUPS == calibrate.DEFAULT_GROUPS
     assert cli_calibrate.DEFAULT_CHUNKS == calibrate.DEFAULT_CHUNKS

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from lwq_app.core.taskfiles import write_multiple_choice
+import fixtures
+from lwq_app.core.evaluate.task_files import write_multiple_choice
 
-WIKI = Path(__file__).resolve().parents[3] / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
+WIKI = fixtures.WIKI
 
 
 def lwq(*args: str) -> subprocess.CompletedProcess[str]:

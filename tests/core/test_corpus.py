@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
 
-from lwq_app.core.corpus import CALIBRATION_TEXT, WIKITEXT_EXCERPT
+import fixtures
+from lwq_app.core.jobs.resources import CALIBRATION_TEXT, WIKITEXT_EXCERPT
 
 
 def test_excerpt_is_a_byte_exact_prefix_of_wikitext_test() -> None:
     excerpt = WIKITEXT_EXCERPT.read_bytes()
-    full = (SHARED / "data" / "wikitext-2-raw" / "wiki.test.raw").read_bytes()
+    full = fixtures.WIKI.read_bytes()
     assert len(excerpt) > 100_000 and excerpt.endswith(b"\r\n")
     assert full.startswith(excerpt)  # CRLF kept: .gitattributes marks it -text
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lwq_app.core.engine import LlamaSession
-from lwq_app.core.errors import InputError, JobFailed
+from lwq_app.core.jobs.errors import InputError, JobFailed
 
 
 def _last_logits(s: LlamaSession, tokens: np.ndarray) -> np.ndarray:
@@ -33,3 +33,26 @@ def test_new_context_keeps_the_model_and_matches_a_fresh_session(smollm2: Path) 
         assert np.isfinite(_last_logits(fresh, tokens[:100])).all()
         with pytest.raises(InputError, match="bad context size"):
             fresh.new_context(1)
+
+
+def test_every_prototype_resolves_in_its_library() -> None:
+    """engine/prototypes.py: each declared function exists in the library named for it (found
+    by llama_cpp's own loader, so with this platform's file names)."""
+    from lwq_app.core.engine.prototypes import GGML, PROTOTYPES, library
+
+    for name, (lib, restype, argtypes) in PROTOTYPES.items():
+        assert hasattr(library(lib), name), f"{name} not in {lib}"
+        fn = getattr(GGML, name)
+        assert fn.restype is restype and list(fn.argtypes) == argtypes
+    with pytest.raises(AttributeError, match="no prototype"):
+        _ = GGML.ggml_no_such_function
+
+
+def test_backend_lists_agree() -> None:
+    from lwq_app.core.engine.common import backend_device_list, backend_devices
+
+    devices = backend_device_list()
+    assert any(d[0] == "CPU" and d[3] == 0 for d in devices)  # GGML_BACKEND_DEVICE_TYPE_CPU
+    backends, gpus = backend_devices()
+    assert gpus == ", ".join(d[1] for d in devices if d[3] in (1, 2))
+    assert "CPU" not in backends.split(",") or backends == "CPU"

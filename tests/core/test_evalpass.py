@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from lwq_app.core.errors import JobFailed
-from lwq_app.core.evalpass import batch_order, head_logits, score_rows
+from lwq_app.core.evaluate.perplexity_child import batch_order, head_logits, score_rows
+from lwq_app.core.jobs.errors import JobFailed
 
 
 def _reference(xq: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,23 +9,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lwq_app.core import evaluate as ev
-from lwq_app.core.errors import Cancelled, InputError
-from lwq_app.core.evalpass import read_eval_text
-from lwq_app.core.kldstats import format_kld_report, kld_stats, mean_and_uncertainty, percentile
-from lwq_app.core.logitcache import (
+import fixtures
+from lwq_app.core.evaluate import perplexity as ev
+from lwq_app.core.evaluate.kld_stats import (
+    format_kld_report,
+    kld_stats,
+    mean_and_uncertainty,
+    percentile,
+)
+from lwq_app.core.evaluate.logit_cache import (
     BaseLogits,
     CacheKey,
     load_base_logits,
     read_key,
     save_base_logits,
 )
-from lwq_app.core.model import open_model
-from lwq_app.core.plan import plan_from_preset
-from lwq_app.core.progress import CancelToken, Progress, Stage
-from lwq_app.core.quantize import quantize
+from lwq_app.core.evaluate.perplexity_child import read_eval_text
+from lwq_app.core.jobs.errors import Cancelled, InputError
+from lwq_app.core.jobs.progress import CancelToken, Phase, Progress
+from lwq_app.core.modelfile.inventory import open_model
+from lwq_app.core.plan.quant_plan import plan_from_preset
+from lwq_app.core.plan.quantize import QuantizeRequest, quantize
 
-WIKI = Path(__file__).resolve().parents[3] / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
+WIKI = fixtures.WIKI
 NUM = r"(-?[0-9.]+)"
 
 
@@ -94,7 +100,7 @@ def test_bad_cache_files_are_refused_naming_the_file(tmp_path: Path) -> None:
 def q4_k_m(smollm2: Path, golden_imatrix: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("q4km") / "smollm2-Q4_K_M.gguf"
     plan = plan_from_preset(open_model(smollm2), "Q4_K_M", with_imatrix=True)
-    quantize(smollm2, plan, out, imatrix_path=golden_imatrix, threads=2)
+    quantize(QuantizeRequest(smollm2, plan, out, imatrix=golden_imatrix, threads=2))
     return out
 
 
@@ -128,7 +134,10 @@ def test_perplexity_matches_llama_perplexity(
 def test_kld_matches_llama_perplexity_with_compact_cache(
     base_cache: tuple[Path, ev.PerplexityResult], q4_k_m: Path, golden_dir: Path
 ) -> None:
-    g = golden_stats((golden_dir / "perplexity-q4_k_m-kld.log").read_text())
+    golden = golden_dir / f"perplexity-q4_k_m-kld.{fixtures.cpu_class()}.log"
+    if not golden.exists():
+        pytest.skip(f"no llama-perplexity golden for {golden.name}: make_golden.py writes it")
+    g = golden_stats(golden.read_text())
     r = ev.kl_divergence(q4_k_m, WIKI, base_cache[0], n_seq=1, threads=2)
     s = r.stats
     assert s.count == 20 * 255
@@ -144,9 +153,9 @@ def test_kld_matches_llama_perplexity_with_compact_cache(
     assert abs(100 * s.same_top - g["Same top p"]) < g["Same top p unc"]
     assert s.cor == pytest.approx(g["cor"], abs=0.005)
     for q in ("99.0", "95.0", "90.0", "10.0", "5.0"):
-        assert s.kld_dist.percentiles[q] == pytest.approx(g[f"KLD {q}"], rel=0.02), q
+        assert s.kld_dist.at(q) == pytest.approx(g[f"KLD {q}"], rel=0.02), q
     for q in ("99.0", "95.0", "90.0", "75.0", "25.0", "10.0", "5.0", "1.0"):
-        assert 100 * s.dp_dist.percentiles[q] == pytest.approx(g[f"Δp {q}"], abs=0.01), q
+        assert 100 * s.dp_dist.at(q) == pytest.approx(g[f"Δp {q}"], abs=0.01), q
     assert s.kld_dist.median == pytest.approx(g["KLD median"], rel=0.01)
     key = read_key(base_cache[0])
     assert (key.n_ctx, key.n_chunks, key.n_vocab) == (512, 20, 49152)
@@ -195,7 +204,7 @@ def test_cache_is_reused_and_never_for_other_inputs(
     other = {**kw, "n_ctx": 256}
     p256, _ = ev.cached_base_logits(smollm2, text, **other)  # type: ignore[arg-type]
     assert p256 != path
-    r = ev.evaluate(q4_k_m, text, base_logits=path, n_ctx=128, threads=2)
+    r = ev.evaluate(ev.EvalRequest(q4_k_m, text, base_logits=path, n_ctx=128, threads=2))
     assert isinstance(r, ev.KldResult) and r.stats.count == 2 * 63
     with pytest.raises(InputError, match="context size"):
         ev.kl_divergence(q4_k_m, text, path, n_ctx=256, threads=2)
@@ -236,7 +245,7 @@ def test_cancel_stops_fast_and_leaves_no_file(smollm2: Path, tmp_path: Path) -> 
     when: list[float] = []
 
     def on_progress(p: Progress) -> None:
-        if p.stage == Stage.EVAL and not token.cancelled:
+        if p.phase == Phase.EVAL and not token.cancelled:
             when.append(time.monotonic())
             token.cancel()
 
@@ -249,9 +258,10 @@ def test_cancel_stops_fast_and_leaves_no_file(smollm2: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_progress_reports_every_chunk_with_eta(smollm2: Path, tmp_path: Path) -> None:
+def test_progress_reports_every_chunk_by_label(smollm2: Path, tmp_path: Path) -> None:
     events: list[Progress] = []
     ev.perplexity(smollm2, WIKI, n_ctx=128, n_chunks=3, n_seq=2, threads=2, progress=events.append)
-    evals = [e for e in events if e.stage == Stage.EVAL]
+    evals = [e for e in events if e.phase == Phase.EVAL]
     assert [e.done for e in evals] == [0, 2, 3] and all(e.total == 3 for e in evals)
-    assert "ETA" in evals[-1].message
+    assert [e.item for e in evals[1:]] == ["chunk 2", "chunk 3"]  # labels: no rate, no ETA
+    assert not any("ETA" in e.item or "s/chunk" in e.item for e in events)

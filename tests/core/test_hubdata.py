@@ -19,16 +19,16 @@ from pathlib import Path
 import pytest
 
 from lwq_app.cli import main
-from lwq_app.core import hubdata
-from lwq_app.core.childproc import ChildContext
-from lwq_app.core.errors import Cancelled, DownloadError, InputError
-from lwq_app.core.progress import CancelToken, Progress, Stage
-from lwq_app.core.taskfiles import (
+from lwq_app.core.evaluate.task_files import (
     TaskKind,
     load_multiple_choice,
     load_winogrande,
     write_multiple_choice,
 )
+from lwq_app.core.hub import datasets as hubdata
+from lwq_app.core.jobs.child_runner import ChildContext
+from lwq_app.core.jobs.errors import Cancelled, DownloadError, InputError
+from lwq_app.core.jobs.progress import CancelToken, Phase, Progress
 
 #: a wiki.test.raw in miniature: LF line ends, whitespace-only lines are " \n"
 WIKI = " \n = Robert Boulter = \n \n Robert Boulter is an English film , television and theatre actor .\n"  # fmt: skip
@@ -129,7 +129,7 @@ def test_wikitext_is_extracted_byte_exact_once(
     out = hubdata.fetch("wikitext", progress=events.append)
     assert out == tmp_path / "lwq" / "data" / "wiki.test.raw"
     assert out.read_bytes() == WIKI.encode()  # LF and the " \n" blank lines kept
-    assert [(e.stage, e.done) for e in events] == [(Stage.WRITE, 0), (Stage.WRITE, 1)]
+    assert [(e.phase, e.done) for e in events] == [(Phase.WRITE, 0), (Phase.WRITE, 1)]
     assert hubdata.cached("wikitext") == out
     events.clear()
     assert hubdata.fetch("wikitext", progress=events.append) == out and events == []
@@ -225,9 +225,10 @@ def test_download_child_reports_bytes_and_names_failures(
     kw = {"name": "x", "repo": "o/r", "filename": "f.bin", "revision": "abc", "cache_dir": "C"}
     got = hubdata.download_file(ChildContext(Pipe()), **kw)
     assert got == str(tmp_path / "f.bin")
-    assert [(p.stage, p.done, p.total, p.message) for p in sent] == [
-        (Stage.DOWNLOAD, 100, 300, "f.bin"),
-        (Stage.DOWNLOAD, 300, 300, "f.bin"),
+    assert [(p.phase, p.done, p.total, p.item) for p in sent] == [
+        (Phase.DOWNLOAD, 0, 1, "f.bin"),  # sent on entry: the child is alive before the HEAD
+        (Phase.DOWNLOAD, 100, 300, "f.bin"),
+        (Phase.DOWNLOAD, 300, 300, "f.bin"),
     ]
 
     def unreachable(*a: object, **k: object) -> str:

@@ -7,9 +7,15 @@ import numpy as np
 import pytest
 
 import fixtures
-from lwq_app.core.errors import ImatrixError
-from lwq_app.core.imatrix import Imatrix, ImatrixEntry, read_imatrix, write_dat, write_gguf
-from lwq_app.core.model import open_model
+from lwq_app.core.jobs.errors import ImatrixError
+from lwq_app.core.modelfile.imatrix_file import (
+    Imatrix,
+    ImatrixEntry,
+    read_imatrix,
+    write_dat,
+    write_gguf,
+)
+from lwq_app.core.modelfile.inventory import open_model
 
 
 def test_read_llama_imatrix_output(golden_imatrix: Path) -> None:

@@ -9,24 +9,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lwq_app.core.errors import Cancelled, ImatrixError, InputError
-from lwq_app.core.imatrix import Imatrix, ImatrixEntry, read_imatrix, write_gguf
-from lwq_app.core.importance import (
+from lwq_app.core.importance.collection import (
     RESUME_SUFFIX,
+    ImatrixRequest,
     collect_imatrix,
     coverage,
     merge_imatrices,
-    read_text_file,
 )
-from lwq_app.core.model import open_model
-from lwq_app.core.progress import CancelToken, Progress
+from lwq_app.core.jobs.errors import Cancelled, ImatrixError, InputError
+from lwq_app.core.jobs.progress import CancelToken, Phase, Progress
+from lwq_app.core.modelfile.imatrix_file import Imatrix, ImatrixEntry, read_imatrix, write_gguf
+from lwq_app.core.modelfile.inventory import open_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _calibration(manifest: dict) -> tuple[str, str]:
+def _calibration(manifest: dict) -> tuple[str, Path]:
     rel = manifest["imatrix"]["text"]
-    return rel, read_text_file(ROOT / rel)
+    return rel, ROOT / rel
 
 
 def _args(manifest: dict) -> dict[str, int]:
@@ -46,7 +46,8 @@ def test_matches_llama_imatrix_golden(
     rel, text = _calibration(manifest)
     out = tmp_path / "lwq.imatrix.gguf"
     events: list[Progress] = []
-    r = collect_imatrix(smollm2, text, out, dataset=rel, progress=events.append, **_args(manifest))
+    request = ImatrixRequest(smollm2, text, out, dataset=rel, **_args(manifest))
+    r = collect_imatrix(request, progress=events.append)
     gold = read_imatrix(golden_imatrix)
     mine = read_imatrix(out)
     assert set(mine.entries) == set(gold.entries)
@@ -63,17 +64,25 @@ def test_matches_llama_imatrix_golden(
         worst = max(worst, rel_err)
         assert rel_err < 1e-3, f"{name}: relative error {rel_err:.2e}"
     print(f"max relative error vs llama-imatrix: {worst:.2e}")
-    assert [p.done for p in events] == list(range(1, gold.chunk_count + 1))
-    assert "ETA" in events[-1].message
+    chunks = [p for p in events if p.phase is Phase.COLLECT]
+    whole = [p.done for p in chunks if float(p.done).is_integer()]  # + fractional ones
+    assert whole == list(range(1, gold.chunk_count + 1))
+    assert events[-1].item == f"chunk {gold.chunk_count}"  # a label: no rate, no ETA
+    positions = [p.position for p in events]
+    assert positions == sorted(positions) and positions[-1] == 1.0
     assert r.coverage.never_seen == () and r.coverage.n_chunks == gold.chunk_count
 
 
 def test_text_shorter_than_two_chunks(smollm2: Path, tmp_path: Path) -> None:
-    out = tmp_path / "x.gguf"
+    text = tmp_path / "short.txt"
+    text.write_text("far too short", encoding="utf-8")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "x.gguf"
     with pytest.raises(InputError, match="tokens"):
-        collect_imatrix(smollm2, "far too short", out, ctx=512, threads=2)
+        collect_imatrix(ImatrixRequest(smollm2, text, out, ctx=512, threads=2))
     assert not out.exists()
-    assert list(tmp_path.iterdir()) == []
+    assert list(out_dir.iterdir()) == []
 
 
 @pytest.mark.slow
@@ -89,10 +98,10 @@ def test_cancel_is_fast_and_leaves_nothing(smollm2: Path, manifest: dict, tmp_pa
 
     def runner() -> None:
         try:
-            collect_imatrix(
-                smollm2, text, out, ctx=128, chunks=40, batch=128, threads=2, save_every=0,
-                progress=progress, cancel=cancel,
-            )  # fmt: skip
+            request = ImatrixRequest(
+                smollm2, text, out, ctx=128, chunks=40, batch=128, threads=2, save_every=0
+            )
+            collect_imatrix(request, progress=progress, cancel=cancel)
         except Cancelled:
             stopped_at.append(time.monotonic())
 
@@ -111,23 +120,25 @@ def test_resume_after_cancel_equals_one_run(smollm2: Path, manifest: dict, tmp_p
     _, text = _calibration(manifest)
     kw = {"ctx": 128, "chunks": 4, "batch": 128, "threads": 2}
     whole = tmp_path / "whole.gguf"
-    collect_imatrix(smollm2, text, whole, **kw)
+    collect_imatrix(ImatrixRequest(smollm2, text, whole, **kw))
 
     out = tmp_path / "part.gguf"
     cancel = CancelToken()
 
     def progress(p: Progress) -> None:
-        if p.done >= 2:
+        if p.phase is Phase.COLLECT and p.done >= 2:
             cancel.cancel()
 
     with pytest.raises(Cancelled):
-        collect_imatrix(smollm2, text, out, save_every=1, progress=progress, cancel=cancel, **kw)
+        collect_imatrix(
+            ImatrixRequest(smollm2, text, out, save_every=1, **kw), progress=progress, cancel=cancel
+        )
     ckpt = Path(str(out) + RESUME_SUFFIX)
     assert not out.exists() and ckpt.exists()
     assert read_imatrix(ckpt).chunk_count >= 2
     with pytest.raises(InputError, match="checkpoint"):
-        collect_imatrix(smollm2, text, out, resume=True, **{**kw, "ctx": 256})
-    r = collect_imatrix(smollm2, text, out, resume=True, **kw)
+        collect_imatrix(ImatrixRequest(smollm2, text, out, resume=True, **{**kw, "ctx": 256}))
+    r = collect_imatrix(ImatrixRequest(smollm2, text, out, resume=True, **kw))
     assert r.chunks_this_run < 4 and r.n_chunks == 4 and not ckpt.exists()
     a, b = read_imatrix(whole), read_imatrix(out)
     for name, e in a.entries.items():

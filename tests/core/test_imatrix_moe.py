@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lwq_app.core.imatrix import read_imatrix
-from lwq_app.core.importance import collect_imatrix
-from lwq_app.core.model import _open_reader
+from lwq_app.core.importance.collection import ImatrixRequest, collect_imatrix
+from lwq_app.core.modelfile.imatrix_file import read_imatrix
+from lwq_app.core.modelfile.inventory import _open_reader
 
 ROOT = Path(__file__).resolve().parents[2]
 N_EXPERT, N_USED, N_EMBD, N_FF, N_LAYER = 4, 2, 64, 128, 2
@@ -84,10 +84,9 @@ def moe_model(smollm2_f16: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.mark.slow
 def test_experts_collected(moe_model: Path, tmp_path: Path) -> None:
     text_file = ROOT / "resources/calibration/lwq-calibration-v1.txt"
-    text = text_file.read_text(encoding="utf-8")
     out = tmp_path / "moe.imatrix.gguf"
     kw = {"ctx": 64, "chunks": 4, "batch": 128, "threads": 2}  # two sequences per decode
-    r = collect_imatrix(moe_model, text, out, process_output=True, **kw)
+    r = collect_imatrix(ImatrixRequest(moe_model, text_file, out, process_output=True, **kw))
     im = read_imatrix(out)
     n_tokens = 4 * 64
     assert im.chunk_count == 4 and im.chunk_size == 64

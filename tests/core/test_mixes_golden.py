@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import fixtures
-from lwq_app.core.mixes import QUANT_PRESETS
-from lwq_app.core.model import open_model
-from lwq_app.core.plan import plan_from_preset
+from lwq_app.core.modelfile.inventory import open_model
+from lwq_app.core.plan.quant_plan import plan_from_preset
+from lwq_app.core.plan.stock_mixes import QUANT_PRESETS
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "types"
 CASES = [(f, p, im) for f in fixtures.FIXTURES for p in QUANT_PRESETS for im in (False, True)]

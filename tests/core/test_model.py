@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import fixtures
-from lwq_app.core.errors import ModelFileError
-from lwq_app.core.model import allows_quantization, open_model
+from lwq_app.core.jobs.errors import ModelFileError
+from lwq_app.core.modelfile.inventory import allows_quantization, open_model
 
 
 def test_smollm2_inventory(smollm2: Path) -> None:
@@ -145,7 +145,7 @@ def test_fast_header_reader_agrees_with_gguf_py(
 def _same_as_gguf_py(path: Path) -> None:
     from gguf import GGUFReader
 
-    from lwq_app.core.ggufread import StringArray, read_header
+    from lwq_app.core.modelfile.gguf_header import StringArray, read_header
 
     ref = GGUFReader(path, "r")
     h = read_header(path, keep_strings=("tokenizer.ggml.merges",))

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 import fixtures
-from lwq_app.core.errors import PlanError
-from lwq_app.core.model import ModelInfo, open_model
-from lwq_app.core.plan import load_plan, plan_from_preset, plan_from_types
-from lwq_app.core.recipe import make_recipe
+from lwq_app.core.jobs.errors import PlanError
+from lwq_app.core.modelfile.inventory import ModelInfo, open_model
+from lwq_app.core.plan.quant_plan import load_plan, plan_from_preset, plan_from_types
+from lwq_app.core.plan.recipe import make_recipe
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +97,9 @@ def test_needs_imatrix(model: ModelInfo) -> None:
 def test_layer_summary(model: ModelInfo) -> None:
     plan = plan_from_preset(model, "Q4_K_M")
     rows = plan.layer_summary()
-    assert rows[0]["layer"] is None and [r["layer"] for r in rows[1:]] == list(range(30))
-    assert sum(r["bytes"] for r in rows) == plan.size_bytes
-    assert rows[1]["fallbacks"] > 0
+    assert rows[0].layer is None and [r.layer for r in rows[1:]] == list(range(30))
+    assert sum(r.bytes for r in rows) == plan.size_bytes
+    assert rows[1].fallbacks > 0
 
 
 def test_recipe_has_one_anchored_pattern_per_tensor(model: ModelInfo) -> None:

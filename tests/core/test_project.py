@@ -11,16 +11,16 @@ import platformdirs
 import pytest
 
 import fixtures
-from lwq_app.core import project
-from lwq_app.core.calibrate import Calibration, CalibrationPoint
-from lwq_app.core.errors import InputError
-from lwq_app.core.model import open_model
-from lwq_app.core.project import (
+from lwq_app.core.jobs.errors import InputError
+from lwq_app.core.jobs.paths import data_dir
+from lwq_app.core.modelfile import hashing
+from lwq_app.core.modelfile.hashing import model_hash
+from lwq_app.core.modelfile.inventory import open_model
+from lwq_app.core.optimize.calibration import Calibration, CalibrationPoint
+from lwq_app.core.results.project import (
     calibration_path,
-    data_dir,
     ensure_project,
     find_calibration,
-    model_hash,
     project_dir,
 )
 
@@ -44,14 +44,14 @@ def model(tmp_path: Path) -> Path:
 
 
 def _index(data: Path) -> dict:
-    return json.loads((data / project.HASH_INDEX).read_text())["models"]
+    return json.loads((data / hashing.HASH_INDEX).read_text())["models"]
 
 
 def _fake_cached_hash(data: Path, model: Path) -> None:
     """Replace the cached hash: if model_hash returns it, the file was not hashed again."""
-    index = json.loads((data / project.HASH_INDEX).read_text())
+    index = json.loads((data / hashing.HASH_INDEX).read_text())
     index["models"][str(model.resolve())]["sha256"] = FAKE
-    (data / project.HASH_INDEX).write_text(json.dumps(index))
+    (data / hashing.HASH_INDEX).write_text(json.dumps(index))
 
 
 def test_data_dir_from_env_else_platformdirs(
@@ -90,7 +90,7 @@ def test_hash_index_damaged_or_unwritable_is_only_a_cache(
 ) -> None:
     real = open_model(model).tensor_data_hash()
     data.mkdir()
-    (data / project.HASH_INDEX).write_text("{not json")
+    (data / hashing.HASH_INDEX).write_text("{not json")
     assert model_hash(model) == real
     assert _index(data)[str(model.resolve())]["sha256"] == real  # rebuilt
 

@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 
 from lwq_app.core.engine import ggml_type_traits
-from lwq_app.core.qtypes import TYPES, effective_type, get_type, tensor_bytes, valid_types
+from lwq_app.core.modelfile.type_catalog import (
+    TYPES,
+    effective_type,
+    get_type,
+    tensor_bytes,
+    valid_types,
+)
 
 
 @pytest.mark.parametrize("name", sorted(TYPES))

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 import fixtures
-from lwq_app.core.errors import OutputError
-from lwq_app.core.imatrix import Imatrix, ImatrixEntry, write_gguf
-from lwq_app.core.model import open_model
-from lwq_app.core.plan import plan_from_preset
-from lwq_app.core.quantize import quantize
+from lwq_app.core.jobs.errors import OutputError
+from lwq_app.core.modelfile.imatrix_file import Imatrix, ImatrixEntry, write_gguf
+from lwq_app.core.modelfile.inventory import open_model
+from lwq_app.core.plan.quant_plan import plan_from_preset
+from lwq_app.core.plan.quantize import QuantizeRequest, quantize
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def test_written_file_matches_plan(synthetic_model: Path, preset: str, tmp_path:
     im = ones_imatrix(synthetic_model, tmp_path / "ones.imatrix.gguf")
     plan = plan_from_preset(model, preset, with_imatrix=True)
     out = tmp_path / f"{preset}.gguf"
-    r = quantize(model, plan, out, imatrix_path=im, threads=2)
+    r = quantize(QuantizeRequest(synthetic_model, plan, out, imatrix=im, threads=2))
     written = open_model(out)
     assert {t.name: t.type for t in written.tensors} == plan.effective_types()
     assert written.tensor_data_bytes == plan.size_bytes == r.tensor_bytes
@@ -81,7 +81,7 @@ def test_not_enough_disk_is_refused_before_writing(tmp_path: Path) -> None:
     assert plan.size_bytes > 2 * 2**20
     with small_filesystem(tmp_path / "small", "2M") as small:
         with pytest.raises(OutputError, match=r"not enough disk space: need 0\.0\d GB"):
-            quantize(model, plan, small / "out.gguf")
+            quantize(QuantizeRequest(model.path, plan, small / "out.gguf"))
         assert list(small.iterdir()) == []
 
 
@@ -92,7 +92,7 @@ def test_split_source_model(tmp_path: Path) -> None:
     assert len(model.paths) == 4 and len(model.tensors) == 75
     plan = plan_from_preset(model, "Q4_K_M")
     out = tmp_path / "merged-q4_k_m.gguf"
-    r = quantize(model, plan, out, threads=2)
+    r = quantize(QuantizeRequest(first, plan, out, threads=2))
     written = open_model(out)
     assert (
         len(written.paths) == 1 and written.tensor_data_bytes == plan.size_bytes == r.tensor_bytes
@@ -103,13 +103,13 @@ def test_bf16_source(tmp_path: Path) -> None:
     """Upcast to BF16 (round to nearest even) and quantize from the BF16 source."""
     from gguf import GGUFReader
 
-    from lwq_app.core.upcast import upcast
+    from lwq_app.core.modelfile.upcast import UpcastRequest, upcast
 
     src = fixtures.synthetic("phi3-qkv")
     q8 = tmp_path / "q8.gguf"
-    quantize(open_model(src), plan_from_preset(open_model(src), "Q8_0"), q8, threads=2)
+    quantize(QuantizeRequest(src, plan_from_preset(open_model(src), "Q8_0"), q8, threads=2))
     bf = tmp_path / "bf16.gguf"
-    upcast(q8, bf, target="BF16")
+    upcast(UpcastRequest(q8, bf, "BF16"))
     m = open_model(bf)
     assert {t.type for t in m.tensors if len(t.shape) >= 2} == {"BF16"}
     r_q8, r_bf = GGUFReader(q8), GGUFReader(bf)
@@ -122,4 +122,4 @@ def test_bf16_source(tmp_path: Path) -> None:
     np.testing.assert_allclose(got, want, rtol=2**-8)
     out = tmp_path / "from-bf16.gguf"
     plan = plan_from_preset(m, "Q4_K_M")
-    assert quantize(m, plan, out, threads=2).tensor_bytes == plan.size_bytes
+    assert quantize(QuantizeRequest(bf, plan, out, threads=2)).tensor_bytes == plan.size_bytes

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lwq_app.core.heatmap import heatmap, stats_heatmap
-from lwq_app.core.imatrix import read_imatrix
-from lwq_app.core.model import open_model
-from lwq_app.core.stats import compute_stats, format_stats
+from lwq_app.core.importance.heatmap import heatmap, stats_heatmap
+from lwq_app.core.importance.statistics import compute_stats, format_stats
+from lwq_app.core.modelfile.imatrix_file import read_imatrix
+from lwq_app.core.modelfile.inventory import open_model
 
 _PREFIX = re.compile(r"^\d+\.\d+\.\d+\.\d+ [IWE] ?")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lwq_app.core.errors import InputError
-from lwq_app.core.taskfiles import (
+from lwq_app.core.evaluate.multiple_choice import TasksRequest, run_tasks
+from lwq_app.core.evaluate.task_files import (
     MT19937,
     TaskKind,
     hellaswag_order,
@@ -22,7 +22,7 @@ from lwq_app.core.taskfiles import (
     scaled_order,
     write_multiple_choice,
 )
-from lwq_app.core.tasks import run_tasks
+from lwq_app.core.jobs.errors import InputError
 
 WORDS = ["red", "green", "blue", "black", "white", "yellow", "orange", "purple", "brown", "pink"]
 NOISE = ["zebra quantum", "seventeen oceans", "volcano pencil", "marble orchestra", "tulip engine"]
@@ -137,7 +137,7 @@ def test_scorer_finds_the_unambiguous_answer(kind: TaskKind, smollm2: Path, tmp_
     path = tmp_path / "tasks"
     {TaskKind.HELLASWAG: write_hellaswag, TaskKind.WINOGRANDE: write_winogrande,
      TaskKind.MULTIPLE_CHOICE: write_mc}[kind](path, 8, 7)  # fmt: skip
-    r = run_tasks(smollm2, kind, path, n_tasks=0, n_ctx=256, threads=2)
+    r = run_tasks(TasksRequest(smollm2, kind, path, n_tasks=0, n_ctx=256, threads=2))
     assert r.n_tasks == (7 if kind == TaskKind.WINOGRANDE else 8)  # llama.cpp skips the last row
     assert r.score == 100.0 and r.stderr == 0.0, r.correct
     assert 0 < r.random_chance < 100
@@ -204,6 +204,6 @@ def test_per_task_verdicts_equal_llama_perplexity(
     for kind, name, (flag, mode, count) in cases:
         f = tmp_path / name
         want = native_verdicts([*common, flag, str(f), mode, count, "12"])
-        got = run_tasks(smollm2, kind, f, n_tasks=12, n_ctx=256, threads=2)
+        got = run_tasks(TasksRequest(smollm2, kind, f, n_tasks=12, n_ctx=256, threads=2))
         assert got.correct == want, kind
         assert 0 < got.n_correct < 12, kind  # the comparison means something

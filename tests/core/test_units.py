@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from lwq_app.core.units import format_size, parse_size
+from lwq_app.core.jobs.units import format_size, parse_size
 
 
 def test_parse_units() -> None:

@@ -7,10 +7,10 @@ import pytest
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-from lwq_app.core.errors import Cancelled, InputError
-from lwq_app.core.model import open_model
-from lwq_app.core.progress import CancelToken
-from lwq_app.core.upcast import upcast
+from lwq_app.core.jobs.errors import Cancelled, InputError
+from lwq_app.core.jobs.progress import CancelToken
+from lwq_app.core.modelfile.inventory import open_model
+from lwq_app.core.modelfile.upcast import UpcastRequest, upcast
 
 
 def test_upcast_keeps_metadata_and_values(smollm2_q4_1: Path, smollm2_f16: Path) -> None:
@@ -46,9 +46,9 @@ def test_offgrid_noise_is_within_half_a_step(smollm2_q4_1: Path, smollm2: Path) 
 
 def test_upcast_refuses_to_overwrite_and_cancels(smollm2_q4_1: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="overwrite the input"):
-        upcast(smollm2_q4_1, smollm2_q4_1)
+        upcast(UpcastRequest(smollm2_q4_1, smollm2_q4_1))
     tok = CancelToken()
     tok.cancel()
     with pytest.raises(Cancelled):
-        upcast(smollm2_q4_1, tmp_path / "x.gguf", cancel=tok)
+        upcast(UpcastRequest(smollm2_q4_1, tmp_path / "x.gguf"), cancel=tok)
     assert list(tmp_path.iterdir()) == []

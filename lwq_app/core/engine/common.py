@@ -1,4 +1,5 @@
-"""Shared plumbing of the engine layer: the llama_cpp module, backend init, log capture."""
+"""Shared plumbing of the engine layer: the llama_cpp module, backend init, log capture,
+ggml type traits and the backend list."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import contextlib
 import ctypes
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from .prototypes import GGML
 
 LogSink = Callable[[int, str], None]
 
@@ -74,23 +77,15 @@ def _init_null_log() -> None:
         _null_log = _lib().llama_log_callback(_silent)
 
 
-# --- libggml type traits (for checking the type catalog against ggml itself) -------------
+# --- libggml type traits and backends --------------------------------------------------
 
 
 def ggml_type_traits(type_id: int) -> tuple[int, int, str]:
     """(block size, bytes per block, name) of a ggml type, straight from libggml."""
-    from llama_cpp._ggml import libggml
-
-    libggml.ggml_blck_size.restype = ctypes.c_int64
-    libggml.ggml_blck_size.argtypes = [ctypes.c_int]
-    libggml.ggml_type_size.restype = ctypes.c_size_t
-    libggml.ggml_type_size.argtypes = [ctypes.c_int]
-    libggml.ggml_type_name.restype = ctypes.c_char_p
-    libggml.ggml_type_name.argtypes = [ctypes.c_int]
-    name = libggml.ggml_type_name(type_id)
+    name = GGML.ggml_type_name(type_id)
     return (
-        int(libggml.ggml_blck_size(type_id)),
-        int(libggml.ggml_type_size(type_id)),
+        int(GGML.ggml_blck_size(type_id)),
+        int(GGML.ggml_type_size(type_id)),
         (name or b"").decode(),
     )
 
@@ -100,21 +95,8 @@ def backend_devices() -> tuple[str, str]:
 
     ``backends``: the registered ggml backends other than CPU, comma-joined ("CPU" if none);
     ``gpu_info``: the descriptions of GPU and integrated-GPU devices, ", "-joined."""
-    from llama_cpp._ggml import libggml as g
-
+    g = GGML
     _backend_init()
-    vp, sz = ctypes.c_void_p, ctypes.c_size_t
-    for name, res, args in (
-        ("ggml_backend_reg_count", sz, []),
-        ("ggml_backend_reg_get", vp, [sz]),
-        ("ggml_backend_reg_name", ctypes.c_char_p, [vp]),
-        ("ggml_backend_dev_count", sz, []),
-        ("ggml_backend_dev_get", vp, [sz]),
-        ("ggml_backend_dev_type", ctypes.c_int, [vp]),
-        ("ggml_backend_dev_description", ctypes.c_char_p, [vp]),
-    ):
-        fn = getattr(g, name)
-        fn.restype, fn.argtypes = res, args
     regs = [g.ggml_backend_reg_name(g.ggml_backend_reg_get(i)).decode() for i in
             range(g.ggml_backend_reg_count())]  # fmt: skip
     backends = [r for r in regs if r != "CPU" and not r.startswith("RPC")]
@@ -124,3 +106,27 @@ def backend_devices() -> tuple[str, str]:
         if g.ggml_backend_dev_type(dev) in (1, 2):  # GGML_BACKEND_DEVICE_TYPE_GPU, _IGPU
             gpus.append(g.ggml_backend_dev_description(dev).decode(errors="replace"))
     return (",".join(backends) or "CPU"), ", ".join(gpus)
+
+
+def backend_device_list() -> list[tuple[str, str, str, int, int, int]]:
+    """(name, description, backend, type id, total bytes, free bytes) of each ggml device,
+    in ggml's order (``llama-cli --list-devices``); the type id is ggml_backend_dev_type's."""
+    g = GGML
+    _backend_init()
+    out = []
+    for i in range(g.ggml_backend_dev_count()):
+        dev = g.ggml_backend_dev_get(i)
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        g.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        reg = g.ggml_backend_dev_backend_reg(dev)
+        out.append(
+            (
+                g.ggml_backend_dev_name(dev).decode(errors="replace"),
+                g.ggml_backend_dev_description(dev).decode(errors="replace"),
+                g.ggml_backend_reg_name(reg).decode(errors="replace") if reg else "",
+                int(g.ggml_backend_dev_type(dev)),
+                int(total.value),
+                int(free.value),
+            )
+        )
+    return out

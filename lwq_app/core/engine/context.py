@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Cancelled, InputError, JobFailed, ModelFileError
+from ..jobs.errors import Cancelled, InputError, JobFailed, ModelFileError
 from .common import _backend_init, _init_null_log, _lib, captured_log
+from .prototypes import GGML, ThreadpoolParams
 
 #: ``cb_eval(tensor_ptr, ask, user_data) -> bool``: ggml's scheduler eval callback. With
 #: ``ask`` true, return whether you want to see this tensor's data; with ``ask`` false the data
@@ -30,54 +31,6 @@ EvalCallback = Callable[[int, bool, int | None], bool]
 LoadProgress = Callable[[float], bool]
 #: ``abort() -> bool``; checked by ggml between graph nodes; True aborts the decode.
 AbortCheck = Callable[[], bool]
-
-
-GGML_MAX_N_THREADS = 512
-
-
-class ThreadpoolParams(ctypes.Structure):
-    """``struct ggml_threadpool_params`` of the pinned ggml (ggml/include/ggml.h)."""
-
-    _fields_ = [
-        ("cpumask", ctypes.c_bool * GGML_MAX_N_THREADS),
-        ("n_threads", ctypes.c_int),
-        ("prio", ctypes.c_int),
-        ("poll", ctypes.c_uint32),
-        ("strict_cpu", ctypes.c_bool),
-        ("paused", ctypes.c_bool),
-    ]
-
-
-_cpu: Any = None
-
-
-def _cpu_lib() -> Any:
-    """Threadpool calls of libggml-cpu, libggml-base and libllama (llama-cpp-python's copies,
-    which its bindings do not expose), gathered on one handle."""
-    global _cpu
-    if _cpu is None:
-        import llama_cpp
-
-        lib_dir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
-        cpu: Any = ctypes.CDLL(os.path.join(lib_dir, "libggml-cpu.so"))
-        base = ctypes.CDLL(os.path.join(lib_dir, "libggml-base.so"))
-        cpu.ggml_threadpool_new.restype = ctypes.c_void_p
-        cpu.ggml_threadpool_new.argtypes = [ctypes.POINTER(ThreadpoolParams)]
-        cpu.ggml_threadpool_free.restype = None
-        cpu.ggml_threadpool_free.argtypes = [ctypes.c_void_p]
-        base.ggml_threadpool_params_init.restype = None
-        base.ggml_threadpool_params_init.argtypes = [ctypes.POINTER(ThreadpoolParams), ctypes.c_int]
-        cpu.ggml_threadpool_params_init = base.ggml_threadpool_params_init
-        from llama_cpp.llama_cpp import _lib as llama
-
-        llama.llama_attach_threadpool.restype = None
-        llama.llama_attach_threadpool.argtypes = [ctypes.c_void_p] * 3
-        llama.llama_detach_threadpool.restype = None
-        llama.llama_detach_threadpool.argtypes = [ctypes.c_void_p]
-        cpu.llama_attach_threadpool = llama.llama_attach_threadpool
-        cpu.llama_detach_threadpool = llama.llama_detach_threadpool
-        _cpu = cpu
-    return _cpu
 
 
 @dataclass(frozen=True)
@@ -237,11 +190,6 @@ class LlamaSession:
         """The raw ``llama_model*`` (for engine modules only)."""
         return self._model
 
-    @property
-    def ctx_ptr(self) -> Any:
-        """The raw ``llama_context*`` (for engine modules only)."""
-        return self._ctx
-
     def info(self) -> SessionInfo:
         lc = self._lc
         buf = ctypes.create_string_buffer(256)
@@ -288,10 +236,6 @@ class LlamaSession:
     def path(self) -> str:
         return self._path
 
-    def remove_seq(self, seq: int, p0: int = -1, p1: int = -1) -> None:
-        """Drop positions [p0, p1) of sequence ``seq`` (-1: open end)."""
-        self._lc.llama_memory_seq_rm(self._lc.llama_get_memory(self._ctx), seq, p0, p1)
-
     def decode(
         self,
         tokens: Sequence[int] | np.ndarray,
@@ -301,7 +245,7 @@ class LlamaSession:
     ) -> int:
         """One ``llama_decode`` of ``len(tokens)`` (≤ n_batch) tokens; returns the output count.
 
-        ``seq[i]`` is one sequence id or a list of ids (a token shared by several sequences);
+        ``seq[i]`` is one sequence id or a list of ids (a token that belongs to several sequences);
         ``outputs[i]`` asks for that token's logits. Raises ``Cancelled`` when the abort
         callback stopped the decode, ``JobFailed`` otherwise.
         """
@@ -358,13 +302,6 @@ class LlamaSession:
         arr = np.ctypeslib.as_array(ptr, shape=(n_outputs * self.n_embd,))
         return arr.reshape(n_outputs, self.n_embd).copy()
 
-    def logits_ith(self, i: int) -> np.ndarray:
-        """Copy of the logits of output ``i`` (negative counts from the end), float32."""
-        ptr = self._lc.llama_get_logits_ith(self._ctx, i)
-        if not ptr:
-            raise JobFailed(f"no logits for output {i}")
-        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
-
     def synchronize(self) -> None:
         self._lc.llama_synchronize(self._ctx)
 
@@ -377,15 +314,14 @@ class LlamaSession:
         until ``close``."""
         if self._threadpool:
             return
-        cpu = _cpu_lib()
         params = ThreadpoolParams()
-        cpu.ggml_threadpool_params_init(ctypes.byref(params), self.threads)
+        GGML.ggml_threadpool_params_init(ctypes.byref(params), self.threads)
         params.poll = poll
-        tp = cpu.ggml_threadpool_new(ctypes.byref(params))
+        tp = GGML.ggml_threadpool_new(ctypes.byref(params))
         if not tp:
             raise JobFailed(f"ggml could not create a threadpool of {self.threads} threads")
         self._threadpool = tp
-        cpu.llama_attach_threadpool(self._ctx, tp, None)
+        GGML.llama_attach_threadpool(self._ctx, tp, None)
 
     def new_context(
         self, n_ctx: int, *, n_batch: int | None = None, n_ubatch: int | None = None
@@ -414,11 +350,11 @@ class LlamaSession:
             self._batch = None
         if self._ctx:
             if self._threadpool:
-                _cpu_lib().llama_detach_threadpool(self._ctx)
+                GGML.llama_detach_threadpool(self._ctx)
             lc.llama_free(self._ctx)
         self._ctx = None
         if self._threadpool:
-            _cpu_lib().ggml_threadpool_free(self._threadpool)
+            GGML.ggml_threadpool_free(self._threadpool)
             self._threadpool = None
 
     def close(self) -> None:

@@ -8,13 +8,15 @@ device buffer are copied with ``ggml_backend_tensor_get``. The chunking is llama
 ``n_ctx`` chunks, BOS on each chunk when the vocab adds one, ``batch // n_ctx`` sequences
 per decode, every token an output (so the last layer and ``output.weight`` see all tokens).
 
-The model/context handling here is minimal on purpose (issue #3's ``LlamaSession`` was not
-available when this was written).
+The model, context and batch are still handled here rather than by ``LlamaSession`` (this
+loop is llama-imatrix's own: every token an output, the batch filled in place); moving it onto
+``LlamaSession`` is only worth it if the imatrix benchmark keeps its ratio.
 """
 
 from __future__ import annotations
 
 import ctypes
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,66 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, JobFailed, ModelFileError
+from ..jobs.errors import InputError, JobFailed, ModelFileError
 from .common import _backend_init, _init_null_log, _lib, captured_log
+from .prototypes import GGML, GGML_TYPE_F32, GgmlTensor
 
-GGML_MAX_DIMS = 4
-GGML_MAX_SRC = 10
-GGML_TYPE_F32 = 0
-GGML_TYPE_I32 = 26
-
-
-class GgmlTensor(ctypes.Structure):
-    """``struct ggml_tensor`` of the pinned ggml (ggml/include/ggml.h)."""
-
-
-GgmlTensor._fields_ = [
-    ("type", ctypes.c_int),
-    ("buffer", ctypes.c_void_p),
-    ("ne", ctypes.c_int64 * GGML_MAX_DIMS),
-    ("nb", ctypes.c_size_t * GGML_MAX_DIMS),
-    ("op", ctypes.c_int),
-    ("op_params", ctypes.c_int32 * 16),
-    ("flags", ctypes.c_int32),
-    ("src", ctypes.POINTER(GgmlTensor) * GGML_MAX_SRC),
-    ("view_src", ctypes.POINTER(GgmlTensor)),
-    ("view_offs", ctypes.c_size_t),
-    ("data", ctypes.c_void_p),
-    ("name", ctypes.c_char * 64),
-    ("extra", ctypes.c_void_p),
-    ("padding", ctypes.c_char * 8),
-]
-
-_ggml: Any = None
 _op_ids: dict[str, int] = {}
-
-
-def _libggml() -> Any:
-    global _ggml
-    if _ggml is None:
-        from llama_cpp._ggml import libggml as g
-
-        g.ggml_op_name.restype = ctypes.c_char_p
-        g.ggml_op_name.argtypes = [ctypes.c_int]
-        g.ggml_backend_buffer_is_host.restype = ctypes.c_bool
-        g.ggml_backend_buffer_is_host.argtypes = [ctypes.c_void_p]
-        g.ggml_backend_tensor_get.restype = None
-        g.ggml_backend_tensor_get.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-            ctypes.c_size_t,
-        ]
-        g.ggml_nbytes.restype = ctypes.c_size_t
-        g.ggml_nbytes.argtypes = [ctypes.c_void_p]
-        _ggml = g
-    return _ggml
 
 
 def op_id(name: str) -> int:
     """The ggml op enum value for ``name`` ("MUL_MAT"), looked up in libggml itself."""
     if not _op_ids:
-        g = _libggml()
+        g = GGML
         for i in range(100):  # ggml_op_name does not bound-check: stop at MUL_MAT_ID
             raw = g.ggml_op_name(i)
             _op_ids.setdefault(raw.decode(), i)
@@ -102,7 +55,7 @@ def filter_tensor_name(name: str) -> str:
 
 def _array(t: GgmlTensor, ptr: int, dtype: Any, host_buf: list[np.ndarray]) -> np.ndarray:
     """A (ne3, ne2, ne1, ne0) view of a tensor's data (copied from a device buffer if needed)."""
-    g = _libggml()
+    g = GGML
     ne = [int(x) for x in t.ne]
     nb = [int(x) for x in t.nb]
     nbytes = int(g.ggml_nbytes(ptr))
@@ -184,6 +137,9 @@ class ImatrixCollector:
         self._mul_mat = op_id("MUL_MAT")
         self._mul_mat_id = op_id("MUL_MAT_ID")
         self._last: tuple[tuple[Any, ...], np.ndarray] | None = None
+        #: called with each weight's name after its statistics were added (progress inside
+        #: a decode: the graph runs layer by layer)
+        self.on_weight: Callable[[str], None] | None = None
         self.callback = _lib().ggml_backend_sched_eval_callback(self._cb)
 
     def _wanted(self, wname: str) -> bool:
@@ -210,6 +166,8 @@ class ImatrixCollector:
                 self._collect_id(t, src0, src1, wname)
             else:
                 self._collect(src0, src1, ctypes.addressof(src1), wname)
+            if self.on_weight is not None:
+                self.on_weight(wname)
             return True
         except BaseException as e:  # never let an exception cross into C
             if self.error is None:
@@ -279,6 +237,9 @@ class CollectResult:
 
 
 ChunkHook = Callable[[int, int, dict[str, tuple[np.ndarray, np.ndarray]]], None]
+_BLOCK = re.compile(r"blk\.(\d+)\.")
+#: ``(chunks done, as a fraction while a decode runs, total)``
+PartialHook = Callable[[float, int], None]
 
 
 def tokenize(lc: Any, vocab: Any, text: str) -> np.ndarray:
@@ -306,11 +267,14 @@ def collect_activations(
     process_output: bool = False,
     skip_chunks: int = 0,
     on_chunk: ChunkHook | None = None,
+    on_partial: PartialHook | None = None,
 ) -> CollectResult:
     """Run llama-imatrix's chunk loop over ``text`` and return the accumulated statistics.
 
     ``skip_chunks`` resumes after chunks already counted elsewhere; ``on_chunk(done, total,
-    stats)`` is called after each decode with the statistics so far (for progress/saving).
+    stats)`` is called after each decode with the statistics so far (for progress/saving);
+    ``on_partial(done, total)`` while a decode runs, as each layer's weights are collected
+    (``done`` fractional: one decode of a large model takes seconds).
     """
     lc = _lib()
     _init_null_log()
@@ -375,7 +339,18 @@ def collect_activations(
         nsid[:] = 1
         logits[:] = 1
         mem = lc.llama_get_memory(ctx)
+        n_layer = max(1, int(lc.llama_model_n_layer(model)))
         done = skip_chunks
+        where = [0.0, 1.0]  # chunks done before this decode, chunks per decode
+        if on_partial is not None:
+
+            def on_weight(wname: str) -> None:
+                m = _BLOCK.match(wname)
+                if m is not None:
+                    layer = int(m.group(1))
+                    on_partial(where[0] + where[1] * min(layer + 1, n_layer) / (n_layer + 1), total)
+
+            collector.on_weight = on_weight
         for i in range(skip_chunks, total, n_seq):
             start = i * n_ctx
             n_seq_batch = min(n_seq, total - i)
@@ -395,6 +370,8 @@ def collect_activations(
                         batch.seq_id[m][0] = seq
                     k += b_size
                 batch.n_tokens = k
+                where[0] = i + n_seq_batch * j / num_batches
+                where[1] = n_seq_batch / num_batches
                 rc = lc.llama_decode(ctx, batch)
                 if collector.error is not None:
                     raise collector.error

@@ -7,56 +7,15 @@ runs, the importance matrix included.
 from __future__ import annotations
 
 import ctypes
-from typing import Any
 
 import numpy as np
 
-_TO_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.c_int64)
-
-
-class _TypeTraits(ctypes.Structure):
-    _fields_ = [
-        ("type_name", ctypes.c_char_p),
-        ("blck_size", ctypes.c_int64),
-        ("blck_size_interleave", ctypes.c_int64),
-        ("type_size", ctypes.c_size_t),
-        ("is_quantized", ctypes.c_bool),
-        ("to_float", ctypes.c_void_p),
-        ("from_float_ref", ctypes.c_void_p),
-    ]
-
-
-_g: Any = None
-
-
-def _lib() -> Any:
-    global _g
-    if _g is None:
-        from llama_cpp._ggml import libggml as g
-
-        g.ggml_quantize_chunk.restype = ctypes.c_size_t
-        g.ggml_quantize_chunk.argtypes = [
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_int64,
-            ctypes.c_int64,
-            ctypes.c_int64,
-            ctypes.c_void_p,
-        ]
-        g.ggml_get_type_traits.restype = ctypes.POINTER(_TypeTraits)
-        g.ggml_get_type_traits.argtypes = [ctypes.c_int]
-        g.ggml_quantize_requires_imatrix.restype = ctypes.c_bool
-        g.ggml_quantize_requires_imatrix.argtypes = [ctypes.c_int]
-        g.ggml_row_size.restype = ctypes.c_size_t
-        g.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
-        _g = g
-    return _g
+from .prototypes import GGML, TO_FLOAT
 
 
 def requires_imatrix(type_id: int) -> bool:
     """Whether ggml refuses to quantize to this type without importance weights."""
-    return bool(_lib().ggml_quantize_requires_imatrix(type_id))
+    return bool(GGML.ggml_quantize_requires_imatrix(type_id))
 
 
 def quantize_dequantize(
@@ -67,11 +26,11 @@ def quantize_dequantize(
     ``imatrix`` is the ne0 importance weights llama-quantize would pass for these rows.
     """
     buf, n, ne0 = _quantize(type_id, rows, imatrix)
-    traits = _lib().ggml_get_type_traits(type_id).contents
+    traits = GGML.ggml_get_type_traits(type_id).contents
     if not traits.to_float:
         raise ValueError(f"ggml type {type_id} has no to_float")
     out = np.empty((n, ne0), np.float32)
-    _TO_FLOAT(traits.to_float)(
+    TO_FLOAT(traits.to_float)(
         buf.ctypes.data, out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), n * ne0
     )
     return out
@@ -85,7 +44,7 @@ def quantize_rows(type_id: int, rows: np.ndarray, imatrix: np.ndarray | None = N
 def _quantize(
     type_id: int, rows: np.ndarray, imatrix: np.ndarray | None
 ) -> tuple[np.ndarray, int, int]:
-    g = _lib()
+    g = GGML
     x = np.ascontiguousarray(rows, dtype=np.float32)
     n, ne0 = x.shape
     if imatrix is None and requires_imatrix(type_id):

@@ -1,0 +1,7 @@
+"""``python -m lwq_app.cli``."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

@@ -1,0 +1,110 @@
+"""What llama.cpp allocates besides the weights, measured: KV cache, compute and output buffers.
+
+``--target-memory`` must leave room for these. Estimates from the shapes are easy to get
+wrong (llama.cpp pads the context, sizes the compute graph by ``n_ubatch``, keeps a logits
+buffer), so lwq creates the real context once, in a child process, and reads the sizes
+llama.cpp logs for it (``llama_kv_cache: size = …``, ``… compute buffer size = …``,
+``… output buffer size = …``, summed over backends). Creating a context maps the weights
+but reads none of them, so this takes about as long as loading the vocabulary. The buffers
+depend on the architecture, context and batch sizes, not on the weight types, so the base
+model stands for every plan made from it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..jobs.child_runner import ChildContext, run_in_child
+from ..jobs.errors import InputError
+from ..jobs.progress import CancelToken, Phase, Progress, ProgressSink, check, no_progress
+from ..modelfile.inventory import open_model
+
+MIB = 1 << 20
+_KV = re.compile(r"llama_kv_cache: size = +([\d.]+) MiB")
+_COMPUTE = re.compile(r"compute buffer size = +([\d.]+) MiB")
+_OUTPUT = re.compile(r"output buffer size = +([\d.]+) MiB")
+
+
+@dataclass(frozen=True)
+class MemoryFitRequest:
+    """Measure what a context of ``n_ctx`` tokens for ``model`` costs besides the weights."""
+
+    model: Path
+    n_ctx: int
+    gpu_layers: int = 0
+
+
+@dataclass(frozen=True)
+class RuntimeBuffers:
+    """Bytes llama.cpp allocates for a context of ``n_ctx`` tokens besides the weights."""
+
+    n_ctx: int
+    kv_cache: int
+    compute: int
+    output: int
+
+    @property
+    def total(self) -> int:
+        return self.kv_cache + self.compute + self.output
+
+
+def parse_buffer_log(lines: list[str], n_ctx: int) -> RuntimeBuffers:
+    """Sum llama.cpp's buffer-size log lines (MiB with two decimals, rounded up)."""
+
+    def total(rx: re.Pattern[str]) -> int:
+        return sum(
+            int(float(m.group(1)) * MIB + 0.005 * MIB) for ln in lines if (m := rx.search(ln))
+        )
+
+    return RuntimeBuffers(n_ctx, total(_KV), total(_COMPUTE), total(_OUTPUT))
+
+
+def measure_memory_fit(
+    request: MemoryFitRequest,
+    *,
+    progress: ProgressSink = no_progress,
+    cancel: CancelToken | None = None,
+) -> RuntimeBuffers:
+    """Create the context once in a child process (``Phase.LOAD``) and read its buffers."""
+    return measure_buffers(
+        request.model, request.n_ctx, gpu_layers=request.gpu_layers,
+        progress=progress, cancel=cancel,
+    )  # fmt: skip
+
+
+def measure_buffers(
+    model: str | Path,
+    n_ctx: int,
+    *,
+    gpu_layers: int = 0,
+    progress: ProgressSink = no_progress,
+    cancel: CancelToken | None = None,
+) -> RuntimeBuffers:
+    """Create a context of ``n_ctx`` tokens for ``model`` (child process) and measure it."""
+    check(cancel)
+    if n_ctx < 16:
+        raise InputError(f"context size {n_ctx} is too small (at least 16)")
+    open_model(model)  # a missing, foreign or truncated file fails here, naming it
+    result: RuntimeBuffers = run_in_child(
+        "lwq_app.core.evaluate.memory_fit:child_buffers",
+        {"model": str(model), "n_ctx": n_ctx, "gpu_layers": gpu_layers},
+        progress=progress,
+        cancel=cancel,
+    )
+    return result
+
+
+def child_buffers(ctx: ChildContext, *, model: str, n_ctx: int, gpu_layers: int) -> RuntimeBuffers:
+    from ..engine import LlamaSession
+
+    ctx.progress(Progress(Phase.LOAD, 0, 1, Path(model).name))
+    lines: list[str] = []
+    with LlamaSession(
+        model, n_ctx=n_ctx, n_batch=min(n_ctx, 2048), gpu_layers=gpu_layers,
+        log=lambda _level, line: lines.append(line),
+    ):  # fmt: skip
+        pass
+    ctx.progress(Progress(Phase.LOAD, 1, 1, Path(model).name))
+    return parse_buffer_log(lines, n_ctx)

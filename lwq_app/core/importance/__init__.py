@@ -1,0 +1,70 @@
+"""Importance: imatrix collection through llama.cpp's graph callback, its statistics, the
+per-tensor sensitivity and the heatmap matrices the app draws.
+
+Jobs: ``collect_imatrix(ImatrixRequest)``, ``imatrix_statistics(StatisticsRequest)``,
+``measure_sensitivity(SensitivityRequest)``.
+"""
+
+from __future__ import annotations
+
+from .collection import (
+    Coverage,
+    ImatrixRequest,
+    ImatrixResult,
+    collect_imatrix,
+    coverage,
+    merge_imatrices,
+    read_text_file,
+)
+from .heatmap import (
+    Heatmap,
+    heatmap,
+    sensitivity_heatmap,
+    stats_heatmap,
+)
+from .sensitivity import (
+    CANDIDATES,
+    Sensitivity,
+    SensitivityRequest,
+    TensorSensitivity,
+    candidate_types,
+    check_types,
+    measure_sensitivity,
+)
+from .statistics import (
+    ImatrixStats,
+    LayerStats,
+    StatisticsRequest,
+    TensorStats,
+    compute_stats,
+    format_stats,
+    imatrix_statistics,
+)
+
+__all__ = [
+    "CANDIDATES",
+    "Coverage",
+    "Heatmap",
+    "ImatrixRequest",
+    "ImatrixResult",
+    "ImatrixStats",
+    "LayerStats",
+    "Sensitivity",
+    "SensitivityRequest",
+    "StatisticsRequest",
+    "TensorSensitivity",
+    "TensorStats",
+    "candidate_types",
+    "check_types",
+    "collect_imatrix",
+    "compute_stats",
+    "coverage",
+    "format_stats",
+    "heatmap",
+    "imatrix_statistics",
+    "measure_sensitivity",
+    "merge_imatrices",
+    "read_text_file",
+    "sensitivity_heatmap",
+    "stats_heatmap",
+]

@@ -1,0 +1,86 @@
+"""Model files: the GGUF header reader, the tensor inventory, the ggml type catalog, the
+imatrix file formats, the upcast job and every hash (files, texts, tensor data, the
+model-hash job).
+"""
+
+from __future__ import annotations
+
+from .gguf_header import (
+    GGUFHeader,
+    llama_order_key,
+    read_header,
+    split_paths,
+    tensor_kind,
+    tensor_layer,
+)
+from .hashing import (
+    HashRequest,
+    HashResult,
+    hash_model,
+    model_hash,
+    per_tensor_hashes,
+    sha256_file,
+    sha256_text,
+    tensor_data_hash,
+)
+from .imatrix_file import (
+    Imatrix,
+    ImatrixEntry,
+    read_imatrix,
+    write_imatrix,
+)
+from .inventory import (
+    ModelInfo,
+    TensorInfo,
+    allows_quantization,
+    open_model,
+)
+from .type_catalog import (
+    QuantType,
+    effective_type,
+    get_type,
+    tensor_bytes,
+    type_by_id,
+    valid_types,
+)
+from .upcast import (
+    Transform,
+    UpcastRequest,
+    UpcastResult,
+    upcast,
+)
+
+__all__ = [
+    "GGUFHeader",
+    "HashRequest",
+    "HashResult",
+    "Imatrix",
+    "ImatrixEntry",
+    "ModelInfo",
+    "QuantType",
+    "TensorInfo",
+    "Transform",
+    "UpcastRequest",
+    "UpcastResult",
+    "allows_quantization",
+    "effective_type",
+    "get_type",
+    "hash_model",
+    "llama_order_key",
+    "model_hash",
+    "open_model",
+    "per_tensor_hashes",
+    "read_header",
+    "read_imatrix",
+    "sha256_file",
+    "sha256_text",
+    "split_paths",
+    "tensor_bytes",
+    "tensor_data_hash",
+    "tensor_kind",
+    "tensor_layer",
+    "type_by_id",
+    "upcast",
+    "valid_types",
+    "write_imatrix",
+]
