@@ -104,31 +104,25 @@ def cmd_quantize(a: argparse.Namespace) -> int:
 
 
 def cmd_recipe(a: argparse.Namespace) -> int:
-    from ..core.plan.quant_plan import PlanRequest, make_plan
-    from ..core.plan.recipe import make_recipe
-
-    plan = make_plan(PlanRequest(Path(a.model), plan_file=Path(a.plan_file))).plan
-    recipe = make_recipe(plan, a.base_ftype)
-    types_file = Path(a.types_file or Path(a.plan_file).with_suffix(".tensor-types.txt"))
-    from ..core.jobs.atomic import atomic_write_text
-
-    atomic_write_text(types_file, recipe.tensor_types)
-    out = a.output or str(Path(a.model).with_name(Path(a.model).stem + "-lwq.gguf"))
-    cmd = recipe.command(str(a.model), out, str(types_file), a.imatrix, a.threads)
     import shlex
 
-    if a.json:
-        emit_json(
-            {
-                "command": cmd,
-                "tensor_type_file": str(types_file),
-                "n_overrides": recipe.n_overrides,
-                "base_ftype": recipe.base_ftype,
-            }
+    from ..core.plan.recipe import RecipeRequest, export_recipe
+
+    def path(x: str | None) -> Path | None:
+        return None if x is None else Path(x)
+
+    r = export_recipe(
+        RecipeRequest(
+            Path(a.model), Path(a.plan_file), types_file=path(a.types_file),
+            output=path(a.output), imatrix=path(a.imatrix), threads=a.threads,
+            base_ftype=a.base_ftype,
         )
+    )  # fmt: skip
+    if a.json:
+        emit_json(r.to_json())
     else:
-        print(shlex.join(cmd))
-    err(f"wrote {types_file} ({recipe.n_overrides} anchored tensor patterns)")
+        print(shlex.join(r.command))
+    err(f"wrote {r.tensor_type_file} ({r.n_overrides} anchored tensor patterns)")
     return 0
 
 

@@ -317,3 +317,41 @@ def test_quantize_refuses_another_models_plan(bad: dict[str, Path]) -> None:
     with pytest.raises(PlanError, match=r"plan is for another model .*gqa4-untied"):
         quantize(QuantizeRequest(bad["model"], other, bad["out"]))
     assert not os.path.exists(bad["out"])
+
+
+# --- recipe -----------------------------------------------------------------------------------
+
+
+def test_export_recipe_writes_the_types_file_and_the_command(smollm2: Path, tmp_path: Path) -> None:
+    from lwq_app.core.modelfile.inventory import open_model
+    from lwq_app.core.plan import RecipeRequest, export_recipe, make_recipe, plan_from_preset
+
+    plan = plan_from_preset(open_model(smollm2), "Q4_K_M")
+    plan_file = tmp_path / "p.json"
+    plan.save(plan_file)
+    r = export_recipe(RecipeRequest(smollm2, plan_file, threads=2))
+    want = make_recipe(plan)
+    assert r.tensor_type_file == tmp_path / "p.tensor-types.txt"
+    assert r.tensor_type_file.read_text() == want.tensor_types
+    assert r.n_overrides == want.n_overrides and r.base_ftype == "Q4_K_M"
+    out = str(smollm2.with_name(smollm2.stem + "-lwq.gguf"))
+    assert list(r.command) == want.command(str(smollm2), out, str(r.tensor_type_file), None, 2)
+
+
+def test_export_recipe_cancelled_or_refused_writes_nothing(
+    smollm2: Path, synthetic_model: Path, tmp_path: Path
+) -> None:
+    from lwq_app.core.modelfile.inventory import open_model
+    from lwq_app.core.plan import RecipeRequest, export_recipe, plan_from_preset
+
+    plan_file = tmp_path / "p.json"
+    plan_from_preset(open_model(smollm2), "Q4_K_M").save(plan_file)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        export_recipe(RecipeRequest(smollm2, plan_file), cancel=token)
+    with pytest.raises(PlanError, match=r"p\.json"):  # a plan for another model
+        export_recipe(RecipeRequest(synthetic_model, plan_file))
+    with pytest.raises(InputError, match="--base-ftype: unknown preset 'BOGUS'"):
+        export_recipe(RecipeRequest(smollm2, plan_file, base_ftype="BOGUS"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]

@@ -25,11 +25,15 @@ from .quantize import (
 )
 from .recipe import (
     Recipe,
+    RecipeRequest,
+    RecipeResult,
+    export_recipe,
     make_recipe,
 )
 from .stock_mixes import (
     QUANT_PRESETS,
     Preset,
+    check_preset,
     get_preset,
 )
 
@@ -45,7 +49,11 @@ __all__ = [
     "QuantizeRequest",
     "QuantizeResult",
     "Recipe",
+    "RecipeRequest",
+    "RecipeResult",
     "TensorPlan",
+    "check_preset",
+    "export_recipe",
     "get_preset",
     "load_plan",
     "make_plan",
