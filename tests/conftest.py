@@ -74,3 +74,36 @@ def synthetic_model(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def wiki_text() -> str:
     return fixtures.WIKI.read_text(encoding="utf-8")
+
+
+# --- the fuzz suite (tests/fuzz) -----------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("lwq fuzz")
+    g.addoption(
+        "--fuzz-cases",
+        type=int,
+        default=None,
+        metavar="N",
+        help="total in-process fuzz cases across formats (default: the CI size, ~10,500); "
+        "e.g. 200000 for the nightly run",
+    )
+    g.addoption(
+        "--fuzz-seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="seed of the fuzz suite (default: the CI seed; every case is reproducible from "
+        "format, seed and index)",
+    )
+
+
+@pytest.fixture(scope="session")
+def fuzz_cases(request: pytest.FixtureRequest) -> int | None:
+    return request.config.getoption("--fuzz-cases")
+
+
+@pytest.fixture(scope="session")
+def fuzz_seed(request: pytest.FixtureRequest) -> int | None:
+    return request.config.getoption("--fuzz-seed")

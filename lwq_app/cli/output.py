@@ -105,6 +105,43 @@ def common_args(
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
 
+#: the arguments several commands share, checked once for every command (the jobs check their
+#: own too): attribute -> (option, check)
+_SHARED: dict[str, tuple[str, Callable[[Any, str], Any]]] = {}
+
+
+def _shared_checks() -> dict[str, tuple[str, Callable[[Any, str], Any]]]:
+    if not _SHARED:
+        from ..core.jobs import arguments as ar
+
+        def tokens(v: Any, option: str) -> int:
+            return ar.int_option(v, option, minimum=1, maximum=MAX_CONTEXT)
+
+        def rows(v: Any, option: str) -> int:
+            return ar.int_option(v, option, minimum=0, meaning="0 = all rows")
+
+        _SHARED.update(
+            threads=("--threads", ar.threads_option),
+            gpu_layers=("--gpu-layers", ar.gpu_layers_option),
+            ctx=("--ctx", tokens),
+            context=("--context", tokens),
+            max_rows=("--max-rows", rows),
+        )
+    return _SHARED
+
+
+#: no model has a context of more than 2^24 tokens; llama.cpp's n_ctx is a uint32
+MAX_CONTEXT = 2**24
+
+
+def check_common_args(a: argparse.Namespace) -> None:
+    """``InputError`` naming the option for a shared numeric argument out of range."""
+    for attr, (option, check) in _shared_checks().items():
+        value = getattr(a, attr, None)
+        if value is not None:
+            check(value, option)
+
+
 def plan_source_args(p: argparse.ArgumentParser, from_flag: str, auto: bool = False) -> None:
     """Where a plan comes from: ``--preset``, a saved plan (``from_flag``) or, with ``auto``,
     ``--auto`` under a budget."""

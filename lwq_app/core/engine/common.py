@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..jobs.errors import shown
 from .prototypes import GGML
 
 LogSink = Callable[[int, str], None]
@@ -62,6 +64,57 @@ def captured_log(sink: LogSink | None) -> Iterator[None]:
         if pending and sink is not None:
             sink(0, "".join(pending))
         lc.llama_log_set(_null_log, ctypes.c_void_p(0))
+
+
+#: ggml_log_level values
+LOG_WARN = 3
+LOG_ERROR = 4
+
+
+class LogTail:
+    """A log sink that keeps llama.cpp's last lines (and passes each on to ``sink``), so a
+    failure can quote llama.cpp's own reason instead of "failed to load model"."""
+
+    def __init__(self, sink: LogSink | None = None, keep: int = 200) -> None:
+        self._sink = sink
+        self._keep = keep
+        self.lines: list[tuple[int, str]] = []
+
+    def __call__(self, level: int, line: str) -> None:
+        self.lines.append((level, line))
+        if len(self.lines) > 2 * self._keep:
+            del self.lines[: -self._keep]
+        if self._sink is not None:
+            self._sink(level, line)
+
+    def reason(self) -> str:
+        """llama.cpp's reason for the last failure, one line ("" if it said nothing useful):
+        the text after "error loading model:", unless that is only "failed to load model",
+        then the first error-level line that says more (gguf's own complaint)."""
+        texts = [(lv, ln.strip()) for lv, ln in self.lines if ln.strip()]
+        why = ""
+        for _, ln in reversed(texts):
+            _head, sep, rest = ln.partition("error loading model:")
+            if sep and rest.strip():
+                why = rest.strip()
+                break
+        if not why or _GENERIC.search(why):
+            errors = [ln for lv, ln in texts if lv == LOG_ERROR and not _GENERIC.search(ln)]
+            if errors:
+                why = _FUNCTION.sub("", errors[0])
+        return shown(why, 300) if why else ""
+
+
+#: llama.cpp's lines that only say that something failed
+_GENERIC = re.compile(r"failed to load model|error loading model|failed to read header")
+#: the C function a llama.cpp log line starts with ("gguf_init_from_reader: ")
+_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_:]*: ")
+
+
+def with_reason(message: str, tail: LogTail) -> str:
+    """``message`` plus llama.cpp's own reason, where it gave one."""
+    why = tail.reason()
+    return f"{message}: {why}" if why else message
 
 
 def _silent(level: int, text: bytes, _user: ctypes.c_void_p) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..jobs.errors import ModelFileError
-from .common import _init_null_log, captured_log
+from .common import LogTail, _init_null_log, captured_log, with_reason
 
 
 def greedy_completion(
@@ -35,11 +35,14 @@ def greedy_completion(
     }
     if threads:
         kwargs["n_threads"] = threads
+    tail = LogTail()
     try:
-        with captured_log(None):
+        with captured_log(tail):
             llm = Llama(**kwargs)
     except ValueError as e:  # llama_cpp's "Failed to load model from file"
-        raise ModelFileError(f"{path}: llama.cpp could not load the model") from e
+        raise ModelFileError(
+            with_reason(f"{path}: llama.cpp could not load the model", tail)
+        ) from e
     try:
         if on_loaded is not None:
             on_loaded()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..jobs.errors import Cancelled, InputError, JobFailed, ModelFileError
-from .common import _backend_init, _init_null_log, _lib, captured_log
+from .common import LogTail, _backend_init, _init_null_log, _lib, captured_log, with_reason
 from .prototypes import GGML, ThreadpoolParams
 
 #: ``cb_eval(tensor_ptr, ask, user_data) -> bool``: ggml's scheduler eval callback. With
@@ -106,8 +106,9 @@ class LlamaSession:
         self._log = log
         self._n_ubatch = n_ubatch
         self._ctx_rest = (unified_kv, cb_eval, cb_eval_user_data, abort)
+        self._tail = LogTail(log)
         try:
-            with captured_log(log):
+            with captured_log(self._tail):
                 self._load_model(path, gpu_layers, on_load)
                 self._make_context(total_ctx, n_ubatch, *self._ctx_rest)
         except BaseException:
@@ -143,7 +144,9 @@ class LlamaSession:
         if not self._model:
             if aborted[0]:
                 raise Cancelled("model loading cancelled")
-            raise ModelFileError(f"{path}: llama.cpp could not load the model")
+            raise ModelFileError(
+                with_reason(f"{path}: llama.cpp could not load the model", self._tail)
+            )
 
     def _make_context(
         self,
@@ -181,7 +184,11 @@ class LlamaSession:
             cp.abort_callback = ab
         self._ctx = lc.llama_init_from_model(self._model, cp)
         if not self._ctx:
-            raise JobFailed(f"{self._path}: llama.cpp could not create a context of {total_ctx}")
+            raise JobFailed(
+                with_reason(
+                    f"{self._path}: llama.cpp could not create a context of {total_ctx}", self._tail
+                )
+            )
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -335,7 +342,8 @@ class LlamaSession:
         total_ctx = n_ctx * self.n_seq
         self.n_ctx_seq = n_ctx
         self.n_batch = min(n_batch or total_ctx, total_ctx)
-        with captured_log(self._log):
+        self._tail = LogTail(self._log)
+        with captured_log(self._tail):
             self._make_context(total_ctx, n_ubatch or self._n_ubatch, *self._ctx_rest)
         self._embeddings = False
         self._batch = self._lc.llama_batch_init(self.n_batch, 0, self.n_seq)

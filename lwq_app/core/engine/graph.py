@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..jobs.errors import InputError, JobFailed, ModelFileError
-from .common import _backend_init, _init_null_log, _lib, captured_log
+from .common import LogTail, _backend_init, _init_null_log, _lib, captured_log, with_reason
 from .prototypes import GGML, GGML_TYPE_F32, GgmlTensor
 
 _op_ids: dict[str, int] = {}
@@ -291,10 +291,11 @@ def collect_activations(
 
     mparams = lc.llama_model_default_params()
     mparams.n_gpu_layers = gpu_layers
-    with captured_log(None):
+    tail = LogTail()
+    with captured_log(tail):
         model = lc.llama_model_load_from_file(model_path.encode(), mparams)
     if not model:
-        raise ModelFileError(f"{model_path}: llama.cpp could not load the model")
+        raise ModelFileError(with_reason(f"{model_path}: llama.cpp could not load the model", tail))
     ctx = None
     batch = None
     try:
@@ -313,10 +314,13 @@ def collect_activations(
             cparams.n_threads = cparams.n_threads_batch = os.cpu_count() or 4
         cparams.cb_eval = collector.callback
         cparams.cb_eval_user_data = None
-        with captured_log(None):
+        tail = LogTail()
+        with captured_log(tail):
             ctx = lc.llama_init_from_model(model, cparams)
         if not ctx:
-            raise JobFailed(f"{model_path}: llama.cpp could not create a context")
+            raise JobFailed(
+                with_reason(f"{model_path}: llama.cpp could not create a context", tail)
+            )
         vocab = lc.llama_model_get_vocab(model)
         tokens = tokenize(lc, vocab, text)
         if len(tokens) < 2 * n_ctx:

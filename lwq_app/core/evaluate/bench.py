@@ -21,6 +21,7 @@ from typing import Any
 
 from ..engine import LlamaSession, llama_cpp_version
 from ..engine.common import backend_devices
+from ..jobs.boundary import public_job
 from ..jobs.child_runner import ChildContext, run_in_child
 from ..jobs.errors import InputError
 from ..jobs.progress import CancelToken, Phase, Progress, ProgressSink, check, no_progress
@@ -127,6 +128,7 @@ def _stdev(v: list[float]) -> float:
     return math.sqrt(max(0.0, sq / (n - 1) - m * m * n / (n - 1)))
 
 
+@public_job("bench")
 def bench(
     request: BenchRequest,
     *,
@@ -160,6 +162,9 @@ def bench(
         },
         progress=progress,
         cancel=cancel,
+        job="bench",
+        subject=r.model,
+        item_kind="test",
     )
     return BenchResult(tuple(records))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from ..jobs.boundary import public_job
 from ..jobs.child_runner import ChildContext, run_in_child
 from ..jobs.progress import CancelToken, ProgressSink, check, no_progress
 
@@ -39,6 +40,7 @@ class Device:
     memory_free: int  # bytes
 
 
+@public_job("devices")
 def list_devices(
     request: DevicesRequest = DevicesRequest(),
     *,
@@ -54,53 +56,11 @@ def list_devices(
 
 
 def child_devices(ctx: ChildContext) -> tuple[Device, ...]:
+    from ..engine.common import backend_device_list
+
     kinds = list(DeviceType)
     return tuple(
         Device(name, desc, backend, kinds[kind] if 0 <= kind < len(kinds) else DeviceType.ACCEL,
                total, free)
-        for name, desc, backend, kind, total, free in _backend_device_list()
+        for name, desc, backend, kind, total, free in backend_device_list()
     )  # fmt: skip
-
-
-def _backend_device_list() -> list[tuple[str, str, str, int, int, int]]:
-    """(name, description, backend, type id, total bytes, free bytes) of each ggml device.
-
-    ctypes belongs in the engine: this is meant to move to ``engine.common`` beside
-    ``backend_devices`` (its owner's call), and ``child_devices`` to call it there."""
-    import ctypes
-
-    from llama_cpp._ggml import libggml as g
-
-    from ..engine.common import _backend_init
-
-    _backend_init()
-    vp, sz = ctypes.c_void_p, ctypes.c_size_t
-    for fname, res, args in (
-        ("ggml_backend_dev_count", sz, []),
-        ("ggml_backend_dev_get", vp, [sz]),
-        ("ggml_backend_dev_name", ctypes.c_char_p, [vp]),
-        ("ggml_backend_dev_description", ctypes.c_char_p, [vp]),
-        ("ggml_backend_dev_type", ctypes.c_int, [vp]),
-        ("ggml_backend_dev_memory", None, [vp, ctypes.POINTER(sz), ctypes.POINTER(sz)]),
-        ("ggml_backend_dev_backend_reg", vp, [vp]),
-        ("ggml_backend_reg_name", ctypes.c_char_p, [vp]),
-    ):
-        fn = getattr(g, fname)
-        fn.restype, fn.argtypes = res, args
-    out = []
-    for i in range(g.ggml_backend_dev_count()):
-        dev = g.ggml_backend_dev_get(i)
-        free, total = sz(0), sz(0)
-        g.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
-        reg = g.ggml_backend_dev_backend_reg(dev)
-        out.append(
-            (
-                g.ggml_backend_dev_name(dev).decode(errors="replace"),
-                g.ggml_backend_dev_description(dev).decode(errors="replace"),
-                g.ggml_backend_reg_name(reg).decode(errors="replace") if reg else "",
-                int(g.ggml_backend_dev_type(dev)),
-                int(total.value),
-                int(free.value),
-            )
-        )
-    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..jobs.boundary import public_job
 from ..jobs.child_runner import ChildContext, run_in_child
 from ..jobs.errors import InputError
 from ..jobs.progress import CancelToken, Phase, Phases, Progress, ProgressSink, check, no_progress
@@ -31,6 +32,7 @@ class GenerateResult:
     text: str
 
 
+@public_job("generate")
 def generate(
     request: GenerateRequest,
     *,
@@ -63,6 +65,8 @@ def generate(
         },
         progress=route,
         cancel=cancel,
+        job="generate",
+        subject=model,
     )
     return GenerateResult(str(text))
 

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..jobs.boundary import public_job
 from ..jobs.child_runner import ChildContext, run_in_child
 from ..jobs.errors import InputError
 from ..jobs.progress import CancelToken, Phase, Progress, ProgressSink, check, no_progress
@@ -61,6 +62,7 @@ def parse_buffer_log(lines: list[str], n_ctx: int) -> RuntimeBuffers:
     return RuntimeBuffers(n_ctx, total(_KV), total(_COMPUTE), total(_OUTPUT))
 
 
+@public_job("memory fit")
 def measure_memory_fit(
     request: MemoryFitRequest,
     *,
@@ -92,6 +94,8 @@ def measure_buffers(
         {"model": str(model), "n_ctx": n_ctx, "gpu_layers": gpu_layers},
         progress=progress,
         cancel=cancel,
+        job="memory fit",
+        subject=model,
     )
     return result
 

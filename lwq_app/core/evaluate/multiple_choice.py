@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..engine import LlamaSession
+from ..jobs.boundary import public_job
 from ..jobs.child_runner import ChildContext, run_in_child
 from ..jobs.errors import InputError, ModelFileError
 from ..jobs.progress import CancelToken, Phase, Progress, ProgressSink, check, no_progress
@@ -102,6 +103,7 @@ LOADERS = {
 }
 
 
+@public_job("tasks")
 def run_tasks(
     request: TasksRequest,
     *,
@@ -132,6 +134,8 @@ def run_tasks(
         },
         progress=progress,
         cancel=cancel,
+        job="tasks",
+        subject=r.model,
     )
     n, k = len(correct), sum(correct)
     p = k / n

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..jobs.atomic import atomic_output, check_writable_dir
+from ..jobs.boundary import public_job
 from ..jobs.child_runner import run_in_child
 from ..jobs.errors import InputError, ModelFileError, OutputError
 from ..jobs.paths import cache_dir
@@ -160,6 +161,8 @@ def _pass(
         },
         progress=progress,
         cancel=cancel,
+        job="eval",
+        subject=model,
     )
     return result
 
@@ -356,6 +359,7 @@ def _check_request(r: EvalRequest) -> tuple[ModelInfo, ModelInfo | None]:
     return info, base
 
 
+@public_job("eval")
 def evaluate(
     request: EvalRequest,
     *,

@@ -48,6 +48,7 @@ from typing import Any
 
 from ..evaluate.task_files import TaskKind
 from ..jobs.atomic import atomic_write_bytes
+from ..jobs.boundary import public_job
 from ..jobs.child_runner import ChildContext, run_in_child
 from ..jobs.errors import Cancelled, DownloadError, InputError, JobFailed, OutputError
 from ..jobs.paths import cache_dir
@@ -218,6 +219,7 @@ class FetchResult:
     downloaded: bool
 
 
+@public_job("fetch")
 def fetch_dataset(
     request: FetchRequest,
     *,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..jobs.atomic import atomic_write_text, check_writable_dir
+from ..jobs.boundary import public_job
 from ..jobs.child_runner import ChildContext, run_in_child
 from ..jobs.errors import ImatrixError, InputError, OutputError
 from ..jobs.progress import CancelToken, Phase, Phases, Progress, ProgressSink, check, no_progress
@@ -241,6 +242,7 @@ def _validate(request: ImatrixRequest, model: ModelInfo) -> None:
     check_writable_dir(out)
 
 
+@public_job("imatrix")
 def collect_imatrix(
     request: ImatrixRequest,
     *,
@@ -310,6 +312,8 @@ def collect_imatrix(
             },
             progress=lambda p: sinks[p.phase](p),
             cancel=cancel,
+            job="imatrix",
+            subject=model.path,
         )
     except BaseException:
         if not ckpt.is_file():

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..jobs.atomic import atomic_write_text
+from ..jobs.boundary import public_job
 from ..jobs.child_runner import ChildContext, run_in_child
 from ..jobs.errors import InputError, ModelFileError
 from ..jobs.paths import cache_dir
@@ -262,6 +263,7 @@ def _check_source(model: ModelInfo) -> None:
             )
 
 
+@public_job("sensitivity")
 def measure_sensitivity(
     request: SensitivityRequest,
     *,
@@ -300,6 +302,9 @@ def measure_sensitivity(
         },
         progress=progress,
         cancel=cancel,
+        job="sensitivity",
+        subject=model.path,
+        item_kind="tensor",
     )
     d["model_hash"], d["imatrix_hash"] = m_hash, im_hash
     sens = Sensitivity.from_dict(d)

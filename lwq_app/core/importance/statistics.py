@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..jobs.boundary import public_job
 from ..jobs.progress import CancelToken, ProgressSink, check, no_progress
 from ..modelfile.imatrix_file import Imatrix, read_imatrix
 
@@ -221,6 +222,7 @@ class StatisticsRequest:
     imatrix: Path
 
 
+@public_job("stats")
 def imatrix_statistics(
     request: StatisticsRequest,
     *,

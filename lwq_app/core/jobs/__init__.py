@@ -4,6 +4,15 @@ bundled resources, atomic output and units. The bottom layer: it imports no othe
 
 from __future__ import annotations
 
+from .arguments import (
+    bpw_option,
+    check_size,
+    count_option,
+    gpu_layers_option,
+    int_option,
+    size_option,
+    threads_option,
+)
 from .atomic import (
     atomic_output,
     atomic_write_bytes,
@@ -11,6 +20,11 @@ from .atomic import (
     check_free_space,
     check_writable_dir,
     temp_path_for,
+)
+from .boundary import (
+    internal_error,
+    log_dir,
+    public_job,
 )
 from .child_runner import (
     ChildContext,
@@ -21,11 +35,14 @@ from .errors import (
     DownloadError,
     ImatrixError,
     InputError,
+    InternalError,
     JobFailed,
     LwqError,
     ModelFileError,
     OutputError,
     PlanError,
+    one_line,
+    shown,
 )
 from .paths import (
     cache_dir,
@@ -55,6 +72,7 @@ __all__ = [
     "EtaEstimator",
     "ImatrixError",
     "InputError",
+    "InternalError",
     "JobFailed",
     "LwqError",
     "ModelFileError",
@@ -68,14 +86,26 @@ __all__ = [
     "atomic_output",
     "atomic_write_bytes",
     "atomic_write_text",
+    "bpw_option",
     "cache_dir",
     "check",
     "check_free_space",
+    "check_size",
     "check_writable_dir",
+    "count_option",
     "data_dir",
     "format_size",
+    "gpu_layers_option",
+    "int_option",
+    "internal_error",
+    "log_dir",
     "no_progress",
+    "one_line",
     "parse_size",
+    "public_job",
     "run_in_child",
+    "shown",
+    "size_option",
     "temp_path_for",
+    "threads_option",
 ]

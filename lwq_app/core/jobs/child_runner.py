@@ -2,16 +2,26 @@
 
 The child is started with the ``spawn`` method (no inherited threads or Qt state). It sends
 ``Progress`` events and finally a result or an error over a pipe. Cancel kills the child
-(SIGKILL); a native crash in the child becomes a ``JobFailed`` in the parent.
+(SIGKILL); a native crash in the child becomes a ``JobFailed`` in the parent naming the job,
+its subject (the model file) and, where known, the last item it reported (the tensor being
+quantized). The child's stderr (ggml's ``GGML_ASSERT`` text, a debugger's backtrace, a Python
+fault dump) goes to a log file, never to the terminal: the error quotes its last meaningful
+line and names the file (kept in ``boundary.log_dir()`` only when the child failed that way).
+A Python exception other than an ``LwqError`` in the child becomes ``InternalError``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import importlib
 import multiprocessing as mp
 import os
+import re
+import shutil
 import signal
+import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -20,7 +30,8 @@ from multiprocessing import connection as mp_connection
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .errors import Cancelled, JobFailed, LwqError
+from .boundary import internal_error, new_log_path
+from .errors import Cancelled, JobFailed, LwqError, shown
 from .progress import POLL_INTERVAL, CancelToken, Progress, ProgressSink
 
 
@@ -34,8 +45,24 @@ class ChildContext:
         self._conn.send(("progress", p))
 
 
-def _child_main(target: str, kwargs: dict[str, Any], conn: Connection) -> None:
+def _redirect_stderr(log_path: str | None) -> None:
+    """Send fd 2 (native code's stderr, a debugger's backtrace) and Python's fault dumps to
+    ``log_path``."""
+    if log_path is None:
+        return
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+    with contextlib.suppress(Exception):  # stderr may be None in a GUI child: nothing to flush
+        sys.stderr.flush()
+    faulthandler.enable(file=2, all_threads=True)
+
+
+def _child_main(
+    target: str, kwargs: dict[str, Any], conn: Connection, log_path: str | None = None
+) -> None:
     try:
+        _redirect_stderr(log_path)
         module, func = target.split(":")
         fn: Callable[..., Any] = getattr(importlib.import_module(module), func)
         result = fn(ChildContext(conn), **kwargs)
@@ -43,7 +70,7 @@ def _child_main(target: str, kwargs: dict[str, Any], conn: Connection) -> None:
     except LwqError as e:
         conn.send(("error", type(e).__name__, str(e)))
     except BaseException as e:
-        conn.send(("crash", type(e).__name__, f"{e}\n{traceback.format_exc()}"))
+        conn.send(("crash", type(e).__name__, str(e), traceback.format_exc()))
     finally:
         conn.close()
 
@@ -89,19 +116,49 @@ def run_in_child(
     progress: ProgressSink | None = None,
     cancel: CancelToken | None = None,
     on_start: Callable[[int], None] | None = None,
+    job: str | None = None,
+    subject: str | os.PathLike[str] | None = None,
+    item_kind: str = "",
 ) -> Any:
     """Run ``module:function(ctx, **kwargs)`` in a child process and return its result.
 
     Raises ``Cancelled`` (child killed, gone) when ``cancel`` is set, the child's own
-    ``LwqError`` subclass for errors it reports, and ``JobFailed`` if it dies without answering.
+    ``LwqError`` subclass for errors it reports, ``InternalError`` for any other Python
+    exception in the child and ``JobFailed`` if it dies without answering. ``job`` (default:
+    the function's name), ``subject`` (the file it works on) and the last progress item
+    (``item_kind`` says what it is, e.g. "tensor") name what crashed in that message.
     """
+    name = job or target.rpartition(":")[2]
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(target, kwargs, child), daemon=True)
-    _start_single_blas(proc)
+    log = _ChildLog()
+    proc = ctx.Process(target=_child_main, args=(target, kwargs, child, log.path), daemon=True)
+    try:
+        _start_single_blas(proc)
+    except BaseException:
+        log.discard()
+        raise
     child.close()
     if on_start is not None and proc.pid is not None:
         on_start(proc.pid)
+    last_item = [""]
+
+    def report(p: Progress) -> None:
+        if p.item:
+            last_item[0] = p.item
+        if progress is not None:
+            progress(p)
+
+    def died(code: int | None) -> JobFailed:
+        kept = log.keep(proc.pid)
+        what = f"{name} on {subject}" if subject else name
+        if last_item[0]:
+            what += f" at {item_kind + ' ' if item_kind else ''}{shown(last_item[0], 120)}"
+        quote = _last_meaningful_line(kept)
+        said = f": {quote}" if quote else ""
+        where = f"; the child's log is {kept}" if kept is not None else ""
+        return JobFailed(f"{what}: {_death_message(code)}{said}; no output was written{where}")
+
     # The parent sleeps until a message, the child's exit or cancel: no timer. On a small
     # machine every wake-up of the parent preempts a compute thread of the child, and its
     # OpenMP siblings then wait for it at the next barrier (a 50 Hz waker thread slowed tg128
@@ -127,11 +184,10 @@ def run_in_child(
                     msg = parent.recv()
                 except EOFError:
                     proc.join(5)
-                    raise JobFailed(_death_message(proc.exitcode)) from None
+                    raise died(proc.exitcode) from None
                 kind = msg[0]
                 if kind == "progress":
-                    if progress is not None:
-                        progress(msg[1])
+                    report(msg[1])
                 elif kind == "result":
                     proc.join(10)
                     return msg[1]
@@ -140,14 +196,95 @@ def run_in_child(
                     raise _error_class(msg[1])(msg[2])
                 else:
                     proc.join(10)
-                    raise JobFailed(f"job failed in child process: {msg[1]}: {msg[2]}")
+                    raise _child_bug(name, msg, log.tail())
             elif proc.sentinel in ready:
                 proc.join(5)
-                raise JobFailed(_death_message(proc.exitcode))
+                raise died(proc.exitcode)
     finally:
         if proc.is_alive():
             _kill(proc)
         parent.close()
+        log.discard()
+
+
+class _ChildLog:
+    """The child's stderr: a temp file, moved into the log folder only when it matters."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self._kept: str | None = None
+        with contextlib.suppress(OSError):
+            fd, self.path = tempfile.mkstemp(prefix="lwq-child-", suffix=".log")
+            os.close(fd)
+
+    def tail(self, limit: int = 64 << 10) -> str:
+        p = self._kept or self.path
+        if p is None:
+            return ""
+        try:
+            with open(p, "rb") as f:
+                f.seek(max(0, os.path.getsize(p) - limit))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def keep(self, pid: int | None) -> str | None:
+        """Move the log into ``log_dir()`` (the temp file if that fails); its path."""
+        if self._kept is not None or self.path is None:
+            return self._kept
+        try:
+            dest = new_log_path(pid)
+            shutil.move(self.path, dest)
+            self._kept = str(dest)
+        except OSError:
+            self._kept = self.path
+        return self._kept
+
+    def discard(self) -> None:
+        if self.path is not None and self._kept is None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+#: a line a native abort or a fault dump leaves, best first
+_MEANINGFUL = (
+    re.compile(r"GGML_ASSERT|GGML_ABORT|ggml_abort"),
+    re.compile(r"\b(error|failed|fatal|assert(ion)?|terminate|abort(ed)?)\b", re.IGNORECASE),
+)
+#: debugger and fault-dump noise: frames, thread lists, gdb's chatter
+_NOISE = re.compile(
+    r"^\s*(#\d|\[New |\[Thread |\[Inferior |Thread 0x|Current thread|  File |<frame|"
+    r"Extension modules|Using host libthread_db|warning: |0x[0-9a-f]+ in |Fatal Python error)"
+)
+
+
+def _last_meaningful_line(log: str | None) -> str:
+    """The line of the child's log that says why it died (the GGML_ASSERT line), escaped."""
+    if log is None:
+        return ""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.path.getsize(log) - (64 << 10)))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if ln]
+    for pattern in _MEANINGFUL:
+        for ln in reversed(lines):
+            if pattern.search(ln) and not _NOISE.match(ln):
+                return shown(ln, 300)
+    fatal = [ln for ln in lines if ln.startswith("Fatal Python error")]
+    return shown(fatal[-1], 300) if fatal else ""
+
+
+def _child_bug(job: str, msg: tuple[Any, ...], stderr: str) -> LwqError:
+    """A Python exception other than ``LwqError`` in the child: an ``InternalError`` whose log
+    holds the child's traceback (and its stderr)."""
+    type_name, text = str(msg[1]), str(msg[2])
+    tb = str(msg[3]) if len(msg) > 3 else text
+    what = f"{type_name}: {text}" if text else type_name
+    details = f"in the child process:\n{tb}\n--- child stderr ---\n{stderr}"
+    return internal_error(job, RuntimeError(what), details=details, what=what + " in the child")
 
 
 def _kill(proc: Any) -> None:
@@ -164,5 +301,5 @@ def _death_message(code: int | None) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        return f"native job crashed ({name}); no output was written"
-    return f"native job exited with code {code} without a result; no output was written"
+        return f"native job crashed ({name})"
+    return f"native job exited with code {code} without a result"

@@ -111,7 +111,7 @@ def _layout(model: str | Path | TensorLayout) -> TensorLayout:
     slots = [
         _Slot(rt.name, i, rt.data_offset, rt.n_bytes)
         for i, p in enumerate(paths)
-        for rt in read_header(p).tensors
+        for rt in read_header(p, allow_no_tensors=len(paths) > 1).tensors
     ]
     return _Layout(paths, tuple(slots))
 

@@ -9,6 +9,7 @@ with an expert of zero count weighted 1, exactly as ``llama-quantize`` loads the
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,17 @@ import numpy as np
 from ..jobs.atomic import atomic_output
 from ..jobs.errors import ImatrixError
 from .inventory import ModelInfo
+from .type_catalog import TYPES_BY_ID
 
 KEY_DATASETS = "imatrix.datasets"
 KEY_CHUNK_COUNT = "imatrix.chunk_count"
 KEY_CHUNK_SIZE = "imatrix.chunk_size"
 SUM_SUFFIX = ".in_sum2"
 COUNT_SUFFIX = ".counts"
+_GGUF_U32 = 4  # GGUF value type id of uint32
+#: the largest importance sum accepted: a sum of squared activations over the tokens seen
+#: (even fp16's largest activation, 65504, squared over 10^7 tokens stays below 10^17)
+MAX_SUM = 1e18
 
 
 @dataclass(frozen=True)
@@ -108,22 +114,36 @@ def read_imatrix(path: str | Path) -> Imatrix:
 
 
 def read_gguf(path: Path) -> Imatrix:
-    from gguf import GGMLQuantizationType, GGUFReader
+    """Read llama.cpp's GGUF imatrix through lwq's bounds-checked header reader.
 
-    try:
-        r = GGUFReader(path, "r")
-    except Exception as e:  # gguf-py raises assorted errors on damaged files
-        raise ImatrixError(f"{path}: corrupted imatrix GGUF ({type(e).__name__}: {e})") from None
+    Refused with ``ImatrixError`` naming the file and the tensor or key: anything
+    ``read_header`` refuses, sums or counts that are not F32 of at most 2 dims, sums without
+    counts (or the reverse), a counts tensor of the wrong length, ``imatrix.datasets`` not
+    strings, ``imatrix.chunk_count``/``chunk_size`` not uint32 (llama.cpp aborts on those),
+    and values ``check_entry`` refuses."""
+    from .gguf_header import StringArray, read_header
+
+    h = read_header(path, keep_strings=(KEY_DATASETS,), error=ImatrixError)
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, np.ndarray] = {}
-    for t in r.tensors:
-        if t.tensor_type != GGMLQuantizationType.F32:
-            raise ImatrixError(f"{path}: tensor {t.name} must be F32")
+    mm: np.ndarray | None = None
+    for t in h.tensors:
         if t.name.endswith(SUM_SUFFIX):
-            ne = [int(d) for d in t.shape] + [1]
-            sums[t.name[: -len(SUM_SUFFIX)]] = np.array(t.data, np.float32).reshape(ne[1], ne[0])
+            base, into = t.name[: -len(SUM_SUFFIX)], sums
         elif t.name.endswith(COUNT_SUFFIX):
-            counts[t.name[: -len(COUNT_SUFFIX)]] = np.array(t.data, np.float32).reshape(-1)
+            base, into = t.name[: -len(COUNT_SUFFIX)], counts
+        else:
+            continue  # llama.cpp ignores other tensors too
+        if TYPES_BY_ID[t.type_id].name != "F32":
+            raise ImatrixError(f"{path}: tensor {t.name} must be F32")
+        if len(t.shape) > 2:
+            raise ImatrixError(f"{path}: tensor {t.name} has {len(t.shape)} dims (at most 2)")
+        if mm is None:
+            mm = np.memmap(path, dtype=np.uint8, mode="r")
+        ne0 = t.shape[0]
+        n_mat = t.shape[1] if len(t.shape) > 1 else 1
+        a = np.frombuffer(mm, "<f4", ne0 * n_mat, t.data_offset).astype(np.float32)
+        into[base] = a.reshape(n_mat, ne0) if into is sums else a
     if not sums:
         raise ImatrixError(f"{path}: no imatrix entries (no *.in_sum2 tensors)")
     entries = {}
@@ -133,70 +153,113 @@ def read_gguf(path: Path) -> Imatrix:
         s, c = sums[name], counts[name]
         if c.shape[0] != s.shape[0]:
             raise ImatrixError(f"{path}: {name}: {c.shape[0]} counts for {s.shape[0]} matrices")
-        entries[name] = ImatrixEntry(name, s, c)
+        entries[name] = check_entry(ImatrixEntry(name, s, c), path)
 
-    def val(key: str) -> Any:
-        f = r.get_field(key)
-        return None if f is None else f.contents()
-
-    missing = [k for k in (KEY_DATASETS, KEY_CHUNK_COUNT, KEY_CHUNK_SIZE) if val(k) is None]
+    missing = [k for k in (KEY_DATASETS, KEY_CHUNK_COUNT, KEY_CHUNK_SIZE) if k not in h.metadata]
     if missing:
         raise ImatrixError(f"{path}: missing imatrix metadata {', '.join(missing)}")
-    ds = val(KEY_DATASETS)
+    ds = h.metadata[KEY_DATASETS]
+    if isinstance(ds, StringArray) or not (
+        isinstance(ds, str) or (isinstance(ds, list) and all(isinstance(x, str) for x in ds))
+    ):
+        raise ImatrixError(f"{path}: {KEY_DATASETS} must be an array of strings")
+    for key in (KEY_CHUNK_COUNT, KEY_CHUNK_SIZE):
+        if h.kv_types[key] != (_GGUF_U32, None):
+            raise ImatrixError(
+                f"{path}: {key} must be a uint32, not {h.metadata[key]!r} (llama.cpp aborts)"
+            )
     return Imatrix(
         entries=entries,
         datasets=tuple(ds if isinstance(ds, list) else [ds]),
-        chunk_count=int(val(KEY_CHUNK_COUNT)),
-        chunk_size=int(val(KEY_CHUNK_SIZE)),
+        chunk_count=int(h.metadata[KEY_CHUNK_COUNT]),
+        chunk_size=int(h.metadata[KEY_CHUNK_SIZE]),
         source=str(path),
     )
+
+
+def check_entry(e: ImatrixEntry, where: str | Path) -> ImatrixEntry:
+    """Refuse importance data llama.cpp cannot take, naming the tensor: sums must be finite,
+    >= 0 (a negative weight aborts its IQ quantizers: ``GGML_ASSERT(grid_index >= 0)``) and
+    at most ``MAX_SUM`` (float32 math on them overflows: NaN scales, ``inf`` statistics);
+    counts finite and >= 0 (an expert of count 0 never saw a token: weighted 1)."""
+    for what, a, top in (("sums", e.sums, MAX_SUM), ("counts", e.counts, math.inf)):
+        ok = np.isfinite(a) & (a >= 0) & (a <= top)
+        if not ok.all():
+            i = int(np.flatnonzero(~ok.reshape(-1))[0])
+            v = float(a.reshape(-1)[i])
+            if v < 0:
+                kind = "a negative"
+            elif not math.isfinite(v):
+                kind = "a non-finite"
+            else:
+                kind = "an implausibly large"
+            bound = f"finite, >= 0 and <= {MAX_SUM:g}" if top == MAX_SUM else "finite and >= 0"
+            raise ImatrixError(
+                f"{where}: tensor {e.name} has {kind} importance {what} value ({v:g} at index "
+                f"{i}): importance data must be {bound}"
+            )
+    return e
 
 
 def read_dat(path: Path) -> Imatrix:
     """Legacy layout (little-endian): int32 n; n × (int32 len, name, int32 ncall, int32 nval,
     float32[nval]); optional int32 last_chunk, int32 len, dataset name. Values are
-    mean-square activation × ncall; counts become ncall, as llama.cpp's loader does."""
+    mean-square activation × ncall; counts become ncall, as llama.cpp's loader does.
+    Every length is checked against the bytes left before it is used."""
     data = path.read_bytes()
     pos = 0
 
-    def take(fmt: str) -> tuple[Any, ...]:
+    def take(fmt: str, what: str) -> tuple[Any, ...]:
         nonlocal pos
         size = struct.calcsize(fmt)
         if pos + size > len(data):
-            raise ImatrixError(f"{path}: truncated legacy imatrix at byte {pos}")
+            raise ImatrixError(f"{path}: truncated legacy imatrix at byte {pos} ({what})")
         out = struct.unpack_from(fmt, data, pos)
         pos += size
         return out
 
-    (n,) = take("<i")
+    def text(n: int, what: str) -> str:
+        (raw,) = take(f"<{n}s", what)
+        try:
+            return str(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+        raise ImatrixError(f"{path}: invalid UTF-8 in {what} at byte {pos - n}")
+
+    (n,) = take("<i", "entry count")
     if n < 1 or n > 1_000_000:
         raise ImatrixError(f"{path}: not an imatrix file (entry count {n})")
     entries = {}
     for i in range(n):
-        (ln,) = take("<i")
+        (ln,) = take("<i", f"entry {i + 1}")
         if ln <= 0 or ln > 4096:
             raise ImatrixError(f"{path}: entry {i + 1}: bad name length {ln}")
-        (raw,) = take(f"<{ln}s")
-        name = raw.decode("utf-8", "replace")
-        ncall, nval = take("<ii")
+        name = text(ln, f"the name of entry {i + 1}")
+        if name in entries:
+            raise ImatrixError(f"{path}: entry {name} appears twice")
+        ncall, nval = take("<ii", f"entry {name}")
         if nval < 1:
             raise ImatrixError(f"{path}: entry {name}: bad value count {nval}")
-        vals = np.frombuffer(data, np.float32, nval, pos).copy()
+        if ncall < 0:
+            raise ImatrixError(f"{path}: entry {name}: negative call count {ncall}")
+        if pos + 4 * nval > len(data):
+            raise ImatrixError(
+                f"{path}: truncated in entry {name} ({nval} values need {4 * nval} bytes at "
+                f"byte {pos}, the file has {len(data) - pos} left)"
+            )
+        vals = np.frombuffer(data, "<f4", nval, pos).astype(np.float32)
         pos += 4 * nval
-        if len(vals) != nval:
-            raise ImatrixError(f"{path}: truncated in entry {name}")
         # store as one matrix whose weights() reproduce llama.cpp: values / ncall
         cnt = np.array([float(ncall) if ncall > 0 else 1.0], np.float32)
-        entries[name] = ImatrixEntry(name, vals.reshape(1, -1), cnt)
+        entries[name] = check_entry(ImatrixEntry(name, vals.reshape(1, -1), cnt), path)
     chunk_count = 0
     datasets: tuple[str, ...] = ()
     if pos < len(data):
-        (chunk_count,) = take("<i")
+        (chunk_count,) = take("<i", "chunk count")
         if pos < len(data):
-            (ln,) = take("<i")
+            (ln,) = take("<i", "dataset name length")
             if ln > 0:
-                (raw,) = take(f"<{ln}s")
-                datasets = (raw.decode("utf-8", "replace"),)
+                datasets = (text(ln, "the dataset name"),)
     return Imatrix(entries, datasets, chunk_count, 0, is_legacy=True, source=str(path))
 
 

@@ -260,15 +260,23 @@ def read_metadata(header: GGUFHeader) -> dict[str, Any]:
 
 
 def open_model(path: str | Path) -> ModelInfo:
-    """Read the inventory of a GGUF model; raises ``ModelFileError`` naming the file."""
+    """Read the inventory of a GGUF model; raises ``ModelFileError`` naming the file.
+
+    Every header is validated by ``read_header`` (counts, types, tensors, the keys read
+    below: their values are unsigned integers, so ``int()`` of them cannot fail); a split
+    model's tensor names are unique across its shards."""
     paths = split_paths(Path(path))
     tensors: list[TensorInfo] = []
     metadata: dict[str, Any] = {}
+    seen: set[str] = set()
     for i, p in enumerate(paths):
-        header = read_header(p)
+        header = read_header(p, allow_no_tensors=len(paths) > 1)
         if i == 0:
             metadata = read_metadata(header)
         for rt in header.tensors:
+            if rt.name in seen:
+                raise ModelFileError(f"{p}: tensor {rt.name!r} is in more than one shard")
+            seen.add(rt.name)
             tensors.append(
                 TensorInfo(
                     name=rt.name,
@@ -280,6 +288,8 @@ def open_model(path: str | Path) -> ModelInfo:
                     n_bytes=rt.n_bytes,
                 )
             )
+    if not tensors:
+        raise ModelFileError(f"{paths[0]}: GGUF has no tensors (an empty or vocabulary-only file?)")
     arch = metadata.get("general.architecture")
     if not isinstance(arch, str):
         raise ModelFileError(f"{paths[0]}: no general.architecture key: not a model GGUF")

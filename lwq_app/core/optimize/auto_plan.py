@@ -30,12 +30,19 @@ from ..importance.sensitivity import (
     check_types,
     measure_sensitivity,
 )
-from ..jobs.errors import InputError, PlanError
+from ..jobs.arguments import (
+    bpw_option,
+    check_size,
+    gpu_layers_option,
+    int_option,
+    size_option,
+)
+from ..jobs.boundary import public_job
+from ..jobs.errors import InputError, PlanError, shown
 from ..jobs.progress import CancelToken, Phase, Phases, Progress, ProgressSink, check, no_progress
-from ..jobs.units import parse_size
 from ..modelfile.inventory import ModelInfo, open_model, tensor_kind, tensor_layer
 from ..plan.quant_plan import QuantPlan, plan_from_preset, plan_from_types
-from ..plan.stock_mixes import QUANT_PRESETS, get_preset
+from ..plan.stock_mixes import QUANT_PRESETS, check_preset
 from ..results.project import find_calibration
 from .calibration import Calibration
 
@@ -351,9 +358,6 @@ def explain_groups(
 
 # --- the job ---------------------------------------------------------------------------------
 
-#: no bits-per-weight target can exceed F32's
-MAX_BPW = 32.0
-
 
 @dataclass(frozen=True)
 class BpwBudget:
@@ -372,7 +376,7 @@ class SizeBudget:
     @staticmethod
     def parse(text: str) -> SizeBudget:
         """From a size with a unit (``3.9GB``, ``3.6GiB``); ``InputError`` if malformed."""
-        return SizeBudget(_parse(text), text)
+        return SizeBudget(size_option(text, "--target-size"), text)
 
 
 @dataclass(frozen=True)
@@ -386,34 +390,26 @@ class MemoryBudget:
 
     @staticmethod
     def parse(text: str, context: int = 4096, gpu_layers: int = 0) -> MemoryBudget:
-        return MemoryBudget(_parse(text), context, gpu_layers)
+        return MemoryBudget(size_option(text, "--target-memory"), context, gpu_layers)
 
 
 BudgetSpec = BpwBudget | SizeBudget | MemoryBudget
 
 
-def _parse(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-
-
 def check_budget(spec: BudgetSpec) -> None:
     """``InputError`` naming the target for a budget that cannot mean anything."""
     if isinstance(spec, BpwBudget):
-        if not (0 < spec.bpw <= MAX_BPW) or math.isnan(spec.bpw):
-            raise InputError(f"--target-bpw {spec.bpw}: must be above 0 and at most {MAX_BPW:g}")
+        bpw_option(spec.bpw, "--target-bpw")
     elif isinstance(spec, SizeBudget):
-        if spec.bytes <= 0:
-            raise InputError(f"--target-size {spec.label or spec.bytes}: must be positive")
+        check_size(spec.bytes, "--target-size", spec.label or None)
+    elif isinstance(spec, MemoryBudget):
+        check_size(spec.bytes, "--target-memory")
+        int_option(spec.context, "--context", minimum=16)
+        gpu_layers_option(spec.gpu_layers)
     else:
-        if spec.bytes <= 0:
-            raise InputError(f"--target-memory {spec.bytes}: must be positive")
-        if spec.context < 16:
-            raise InputError(f"--context {spec.context}: too small (at least 16)")
-        if spec.gpu_layers < 0:
-            raise InputError(f"--gpu-layers {spec.gpu_layers}: must be 0 or more")
+        raise InputError(
+            f"budget {shown(spec, 60)}: expected a BpwBudget, SizeBudget or MemoryBudget"
+        )
 
 
 class CalibrationSource(str, Enum):
@@ -486,6 +482,7 @@ def _choose_calibration(
     return found, CalibrationSource.PROJECT
 
 
+@public_job("plan --auto")
 def auto_plan(
     request: AutoPlanRequest,
     *,
@@ -498,10 +495,8 @@ def auto_plan(
     spec = r.budget
     check_budget(spec)
     if r.compare is not None:
-        try:
-            get_preset(r.compare)
-        except KeyError as e:
-            raise PlanError(f"--compare: {e.args[0]}") from None
+        check_preset(r.compare, "--compare", PlanError)
+    int_option(r.max_rows, "--max-rows", minimum=0, meaning="0 = all rows")
     types = check_types(r.types)
     if (
         r.calibration is not None

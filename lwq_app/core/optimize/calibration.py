@@ -34,7 +34,9 @@ from ..importance.sensitivity import (
     cache_sensitivity,
     measure_sensitivity,
 )
+from ..jobs.arguments import count_option, gpu_layers_option, int_option, threads_option
 from ..jobs.atomic import TMP_SUFFIX, atomic_write_text, check_writable_dir
+from ..jobs.boundary import public_job
 from ..jobs.errors import InputError, OutputError, PlanError
 from ..jobs.progress import CancelToken, Phase, Phases, Progress, ProgressSink, check, no_progress
 from ..jobs.resources import CALIBRATION_TEXT
@@ -205,6 +207,7 @@ def _as_phase(sink: ProgressSink, phase: Phase) -> ProgressSink:
     return lambda p: sink(replace(p, phase=phase))
 
 
+@public_job("calibrate")
 def calibrate(
     request: CalibrateRequest,
     *,
@@ -226,10 +229,12 @@ def calibrate(
     text = r.text if r.text is not None else DEFAULT_TEXT
     if not text.is_file():
         raise InputError(f"{text}: no such text file")
-    if min(r.groups, r.chunks, r.ctx) < 1:
-        raise InputError("calibration needs at least 1 depth group, 1 chunk and 1 token of ctx")
-    if r.max_rows < 0:
-        raise InputError(f"--max-rows {r.max_rows}: must be 0 (all rows) or more")
+    count_option(r.groups, "--groups", unit="depth group")
+    count_option(r.chunks, "--chunks", unit="chunk")
+    count_option(r.ctx, "--ctx", unit="token")
+    int_option(r.max_rows, "--max-rows", minimum=0, meaning="0 = all rows")
+    threads_option(r.threads)
+    gpu_layers_option(r.gpu_layers)
     model = open_model(r.model)
     read_imatrix(r.imatrix).check_model(model)
     if r.copy_to is not None:

@@ -8,18 +8,20 @@ A ``QuantPlan`` is immutable. Each ``TensorPlan`` keeps the *requested* type and
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..jobs.errors import InputError, PlanError
+from ..jobs.boundary import public_job
+from ..jobs.errors import InputError, PlanError, shown
 from ..jobs.progress import CancelToken, ProgressSink, check, no_progress
 from ..modelfile.hashing import sha256_text
 from ..modelfile.imatrix_file import read_imatrix
 from ..modelfile.inventory import ModelInfo, TensorInfo, open_model, tensor_layer
 from ..modelfile.type_catalog import TYPES, effective_type, get_type, tensor_bytes
-from .stock_mixes import get_preset, resolve_preset, tensor_requires_imatrix
+from .stock_mixes import check_preset, get_preset, resolve_preset, tensor_requires_imatrix
 
 PLAN_FORMAT = "lwq-plan"
 PLAN_VERSION = 1
@@ -303,9 +305,8 @@ def plan_from_types(
     unknown = sorted(set(types) - names)
     if unknown:
         more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
-        raise PlanError(
-            f"{source}: names tensor(s) not in {model.path.name}: {', '.join(unknown[:5])}{more}"
-        )
+        listed = ", ".join(shown(n, 80) for n in unknown[:5])
+        raise PlanError(f"{source}: names tensor(s) not in {model.path.name}: {listed}{more}")
     missing = sorted(t.name for t in model.tensors if t.quantizable and t.name not in types)
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
@@ -331,26 +332,56 @@ def plan_from_types(
 def plan_from_dict(
     model: ModelInfo, data: Any, *, strict: bool = False, source: str = "plan"
 ) -> QuantPlan:
+    """A plan from its parsed JSON, every field's type checked: ``PlanError`` naming
+    ``source`` (and the field or tensor) for anything else, and for another model's plan."""
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
         raise PlanError(f'{source}: not an lwq plan (missing "format": "{PLAN_FORMAT}")')
-    if data.get("version") != PLAN_VERSION:
-        raise PlanError(f"{source}: plan version {data.get('version')!r} is not supported")
+    version = data.get("version")
+    if type(version) is not int or version != PLAN_VERSION:
+        raise PlanError(f"{source}: plan version {shown(version, 60)} is not supported")
     types = data.get("tensors")
-    if not isinstance(types, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in types.items()
-    ):
+    if not isinstance(types, dict):
         raise PlanError(f'{source}: "tensors" must map tensor names to type names')
+    for k, v in types.items():
+        if not isinstance(v, str):
+            raise PlanError(
+                f'{source}: "tensors": tensor {shown(k, 80)}: the type must be a string, '
+                f"not {shown(v, 60)}"
+            )
     m = data.get("model", {})
-    if isinstance(m, dict) and m.get("architecture") not in (None, model.architecture):
+    if m is None:
+        m = {}
+    if not isinstance(m, dict):
+        raise PlanError(f'{source}: "model" must be an object, not {shown(m, 60)}')
+    for key in ("architecture", "fingerprint"):
+        if m.get(key) is not None and not isinstance(m.get(key), str):
+            raise PlanError(f'{source}: "model.{key}" must be a string, not {shown(m[key], 60)}')
+    if m.get("architecture") not in (None, model.architecture):
         raise PlanError(
-            f"{source}: plan is for architecture {m.get('architecture')!r}, "
+            f"{source}: plan is for architecture '{shown(m.get('architecture'), 60)}', "
             f"{model.path.name} is {model.architecture!r}"
         )
     preset = data.get("preset")
+    if preset is not None and not isinstance(preset, str):
+        raise PlanError(f'{source}: "preset" must be a string or null, not {shown(preset, 60)}')
+    with_imatrix = data.get("with_imatrix", False)
+    if with_imatrix is not None and not isinstance(with_imatrix, bool):
+        raise PlanError(
+            f'{source}: "with_imatrix" must be true or false, not {shown(with_imatrix, 60)}'
+        )
+    note = data.get("note", "")
+    if note is not None and not isinstance(note, str):
+        raise PlanError(f'{source}: "note" must be a string, not {shown(note, 60)}')
     # a plan that still equals its preset keeps the name; any edit drops it on load
     plan = plan_from_types(
-        model, types, strict=strict, source=source, with_imatrix=bool(data.get("with_imatrix"))
+        model, types, strict=strict, source=source, with_imatrix=bool(with_imatrix)
     )
+    fingerprint = m.get("fingerprint")
+    if fingerprint is not None and fingerprint != plan.model_fingerprint:
+        raise PlanError(
+            f"{source}: plan is for another model (fingerprint {shown(fingerprint, 40)}; "
+            f"{model.path.name} is {plan.model_fingerprint}: same tensor names, other shapes)"
+        )
     if isinstance(preset, str):
         try:
             ref = plan_from_preset(model, preset, plan.with_imatrix)
@@ -358,22 +389,38 @@ def plan_from_dict(
             ref = None
         if ref is not None and ref.requested_types() == plan.requested_types():
             plan = replace(plan, preset=get_preset(preset).name, _index={})
-    return replace(plan, note=str(data.get("note", "")), _index={})
+    return replace(plan, note=note or "", _index={})
+
+
+#: a plan JSON is a few hundred kB at most; anything far larger is not a plan
+MAX_PLAN_BYTES = 64 << 20
+_LONG_NUMBER = re.compile(r"\d{4000,}")
 
 
 def load_plan(path: str | Path, model: ModelInfo, *, strict: bool = False) -> QuantPlan:
     """Read a plan JSON; errors name the file (and the line for JSON syntax errors)."""
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_PLAN_BYTES:
+            raise PlanError(f"{p}: {p.stat().st_size} bytes is too large for a plan file")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PlanError(f"{p}: no such plan file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise PlanError(f"{p}: cannot read plan: {e}") from None
+    except UnicodeDecodeError as e:
+        raise PlanError(f"{p}: not UTF-8 text at byte {e.start}; not an lwq plan") from None
+    except OSError as e:
+        raise PlanError(f"{p}: cannot read plan: {e.strerror or e}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise PlanError(f"{p}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except RecursionError:
+        raise PlanError(f"{p}: invalid plan: JSON nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4300 digits
+        long = _LONG_NUMBER.search(text)
+        where = f":{text.count(chr(10), 0, long.start()) + 1}" if long else ""
+        what = "a number with too many digits" if long else shown(str(e), 120)
+        raise PlanError(f"{p}{where}: invalid plan: {what}") from None
     return plan_from_dict(model, data, strict=strict, source=str(p))
 
 
@@ -411,6 +458,7 @@ class PlanResult:
         return d
 
 
+@public_job("plan")
 def make_plan(
     request: PlanRequest,
     *,
@@ -421,12 +469,15 @@ def make_plan(
     check(cancel)
     if (request.preset is None) == (request.plan_file is None):
         raise InputError("a plan comes from exactly one of a preset or a plan file")
+    if request.preset is not None:
+        check_preset(request.preset, "--preset", PlanError)
+    for change in request.changes:
+        if not (isinstance(change, tuple) and len(change) == 2 and all(
+                isinstance(x, str) for x in change)):  # fmt: skip
+            raise InputError(f"--set {shown(change, 80)}: expected (tensor, type) names")
     model = open_model(request.model)
     if request.preset is not None:
-        try:
-            plan = plan_from_preset(model, request.preset, with_imatrix=request.imatrix is not None)
-        except KeyError as e:
-            raise PlanError(str(e.args[0])) from None
+        plan = plan_from_preset(model, request.preset, with_imatrix=request.imatrix is not None)
     else:
         assert request.plan_file is not None
         plan = load_plan(request.plan_file, model, strict=request.strict)

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..jobs.arguments import threads_option
 from ..jobs.atomic import atomic_output, atomic_write_text, check_free_space, check_writable_dir
+from ..jobs.boundary import public_job
 from ..jobs.child_runner import ChildContext, run_in_child
 from ..jobs.errors import ImatrixError, InputError, JobFailed, OutputError, PlanError
 from ..jobs.progress import (
@@ -34,7 +36,7 @@ from ..modelfile.imatrix_file import Imatrix, read_imatrix
 from ..modelfile.inventory import ModelInfo, open_model
 from ..modelfile.type_catalog import TYPES
 from .quant_plan import QuantPlan
-from .stock_mixes import PRESETS, get_preset
+from .stock_mixes import PRESETS, check_preset
 
 SIDECAR_SUFFIX = ".lwq.json"
 _META = re.compile(r"([\\^$.|?*+()\[\]{}])")
@@ -154,6 +156,7 @@ class QuantizeRequest:
     hash_output: bool = False
 
 
+@public_job("quantize")
 def quantize(
     request: QuantizeRequest,
     *,
@@ -170,13 +173,13 @@ def quantize(
     t0 = time.monotonic()
     out_p = Path(request.output)
     plan = request.plan
+    if not isinstance(plan, QuantPlan):
+        raise InputError(f"quantize: plan must be a QuantPlan, got {type(plan).__name__}")
+    threads = threads_option(request.threads)
+    base = check_preset(request.base_ftype, "--base-ftype").name if request.base_ftype else None
     model = open_model(request.model)
     imatrix_path = request.imatrix
     imatrix = read_imatrix(imatrix_path) if imatrix_path is not None else None
-    try:
-        base = get_preset(request.base_ftype).name if request.base_ftype else None
-    except KeyError as e:
-        raise InputError(f"base ftype: {e.args[0]}") from None
     base = base or choose_base_ftype(plan)
     validate_job(model, plan, imatrix, base, out_p)
 
@@ -213,10 +216,13 @@ def quantize(
                 "overrides": overrides,
                 "imatrix_path": None if imatrix_path is None else str(imatrix_path),
                 "kv": kv,
-                "threads": request.threads,
+                "threads": threads,
             },
             progress=phases.sink(Phase.QUANTIZE),
             cancel=cancel,
+            job="quantize",
+            subject=model.path,
+            item_kind="tensor",
         )
         check(cancel)
         verify = phases.start(Phase.VERIFY, 1, out_p.name)

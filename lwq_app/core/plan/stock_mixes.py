@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..jobs.errors import InputError, PlanError, shown
 from ..modelfile.inventory import ModelInfo, TensorInfo
 from ..modelfile.type_catalog import FLOAT_FTYPES, TYPES
 
@@ -71,10 +72,20 @@ _LOW_OUTPUT = {"IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M
 
 
 def get_preset(name: str) -> Preset:
-    p = PRESETS.get(name.upper())
+    p = PRESETS.get(name.upper()) if isinstance(name, str) else None
     if p is None:
-        raise KeyError(f"unknown preset {name!r}; known: {', '.join(QUANT_PRESETS)}")
+        raise KeyError(f"unknown preset '{shown(name, 40)}'; known: {', '.join(QUANT_PRESETS)}")
     return p
+
+
+def check_preset(name: object, option: str, error: type[InputError] = InputError) -> Preset:
+    """The preset ``name`` given to ``option`` (``--preset``, ``--base-ftype``, ``--compare``);
+    ``error`` (an ``InputError``) naming the option and the known presets otherwise. The one
+    check of a preset name, done before any work starts."""
+    try:
+        return get_preset(name)  # type: ignore[arg-type]
+    except KeyError as e:
+        raise error(f"{option}: {e.args[0]}") from None
 
 
 def _category(name: str) -> str:
@@ -138,10 +149,14 @@ class _State:
 
 def _layer_info(st: _State, counter: int, name: str) -> tuple[int, int]:
     if max(1, st.n_expert) > 1:
-        if not name.startswith("blk."):
-            raise ValueError(f"Failed to determine layer for tensor {name}")
-        layer = int(name.split(".")[1])
-        return layer, st.n_ffn
+        parts = name.split(".")
+        if len(parts) < 2 or parts[0] != "blk" or not parts[1].isascii() or not parts[1].isdigit():
+            # llama.cpp's own "Failed to determine layer for tensor" (a runtime_error there)
+            raise PlanError(
+                f"{st.model.path}: tensor {shown(name, 80)}: cannot determine its layer "
+                "(an expert model's ffn tensors must be named blk.N.…), as llama.cpp cannot"
+            )
+        return int(parts[1]), st.n_ffn
     return counter, st.n_ffn
 
 
