@@ -59,11 +59,8 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
         gpu_layers=a.gpu_layers,
         copy_to=None if a.output is None else Path(a.output),
     )
-    bars = ProgressBar()
-    try:
+    with ProgressBar() as bars:
         run = calibrate(request, progress=bars)
-    finally:
-        bars.close()
     cal = run.calibration
     err(f"wrote {run.path} ({len(cal.points)} probes, {run.seconds:.0f}s)")
     if run.copy is not None:

@@ -29,11 +29,8 @@ def cmd_fetch(a: argparse.Namespace) -> int:
     fetched = [hubdata.dataset(n) for n in a.names]  # every name checked before any download
     results = []
     for ds in fetched:
-        bar = ProgressBar()
-        try:
+        with ProgressBar() as bar:
             r = hubdata.fetch_dataset(hubdata.FetchRequest(ds.name), progress=bar)
-        finally:
-            bar.close()
         results.append({**_describe(r.dataset), "path": str(r.path)})
         if not a.json:
             print(r.path)

@@ -13,17 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core.jobs.errors import InputError
-from .output import ProgressBar, common_args, emit_json, err
+from .output import ProgressBar, common_args, emit_json, err, opt_path
 
 
 def _no_store(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-store", action="store_true", help="do not record the result beside the model"
     )
-
-
-def _opt_path(value: str | None) -> Path | None:
-    return None if value is None else Path(value)
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
@@ -41,20 +37,17 @@ def cmd_eval(a: argparse.Namespace) -> int:
     request = EvalRequest(
         model=Path(a.model),
         text=text,
-        base=_opt_path(a.base),
-        base_logits=_opt_path(a.base_logits),
-        cache_dir=_opt_path(a.cache_dir),
+        base=opt_path(a.base),
+        base_logits=opt_path(a.base_logits),
+        cache_dir=opt_path(a.cache_dir),
         n_ctx=a.ctx,
         n_chunks=a.chunks,
         n_seq=a.parallel,
         threads=a.threads,
         gpu_layers=a.gpu_layers,
     )
-    bar = ProgressBar()
-    try:
+    with ProgressBar() as bar:
         r = evaluate(request, progress=bar)
-    finally:
-        bar.close()
     if not a.no_store:
         err(f"recorded in {record_eval(a.model, r)}")
     out = sys.stderr if a.json else sys.stdout
@@ -93,11 +86,8 @@ def cmd_tasks(a: argparse.Namespace) -> int:
     files: dict[str, TaskFile] = {}
     for name, path in chosen:  # every Hub file fetched before any scoring
         if path == "hub":
-            bar = ProgressBar()
-            try:
+            with ProgressBar() as bar:
                 files[name] = hub_task_file(name, progress=bar)
-            finally:
-                bar.close()
             err(f"--{name} hub: using {files[name].path}")
         else:
             files[name] = TaskFile(name, Path(path), benchmark_kind(name))
@@ -115,11 +105,8 @@ def cmd_tasks(a: argparse.Namespace) -> int:
             threads=a.threads,
             gpu_layers=a.gpu_layers,
         )
-        bar = ProgressBar()
-        try:
+        with ProgressBar() as bar:
             r = run_tasks(request, progress=bar)
-        finally:
-            bar.close()
         results.append(r)
         if not a.no_store:
             record_tasks(a.model, r)
@@ -164,11 +151,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
         depths=tuple(a.n_depth),
         warmup=not a.no_warmup,
     )
-    bar = ProgressBar()
-    try:
+    with ProgressBar() as bar:
         result = bench(request, progress=bar)
-    finally:
-        bar.close()
     if not a.no_store:
         err(f"recorded in {record_bench(a.model, result)}")
     print(markdown_table(result.records), file=sys.stderr if a.json else sys.stdout, end="")

@@ -33,11 +33,8 @@ def cmd_imatrix(a: argparse.Namespace) -> int:
         merge_with=tuple(Path(f) for f in a.in_file or ()),
         dataset=a.file,
     )
-    bar = ProgressBar()
-    try:
+    with ProgressBar() as bar:
         r = collect_imatrix(request, progress=bar)
-    finally:
-        bar.close()
     cov = r.coverage
     err(
         f"wrote {r.output}: {cov.n_entries} tensors, {r.n_chunks} chunks of {cov.chunk_size} "

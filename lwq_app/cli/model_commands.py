@@ -45,9 +45,8 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 def cmd_upcast(a: argparse.Namespace) -> int:
     from ..core.modelfile.upcast import UpcastRequest, upcast
 
-    bar = ProgressBar()
-    r = upcast(UpcastRequest(Path(a.model), Path(a.output), a.type), progress=bar)
-    bar.close()
+    with ProgressBar() as bar:
+        r = upcast(UpcastRequest(Path(a.model), Path(a.output), a.type), progress=bar)
     err(
         f"wrote {r.output} ({r.n_converted}/{r.n_tensors} tensors converted, "
         f"{format_size(r.bytes_written)}, {r.seconds:.1f}s)"

@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 from ..core.jobs.progress import EtaEstimator, Phase, Progress
@@ -59,6 +60,12 @@ class ProgressBar:
             self.stream.write(line + "\n")
         self._last_line = line
         self.stream.flush()
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self.tty and self._last_line:
@@ -156,3 +163,8 @@ def plan_source_args(p: argparse.ArgumentParser, from_flag: str, auto: bool = Fa
         action="store_true",
         help="a requested type that does not fit a tensor's shape is an error",
     )
+
+
+def opt_path(value: str | None) -> Path | None:
+    """An optional path argument as a ``Path`` (None stays None)."""
+    return None if value is None else Path(value)

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from ..core.jobs.errors import InputError
 from ..core.jobs.units import format_size
-from .output import ProgressBar, common_args, emit_json, err, plan_source_args
+from .output import ProgressBar, common_args, emit_json, err, opt_path, plan_source_args
 
 
 def _load_plan(a: argparse.Namespace) -> Any:
@@ -81,7 +81,6 @@ def cmd_quantize(a: argparse.Namespace) -> int:
         err(f"warning: {w.message}")
     if len(plan.warnings()) > 3:
         err(f"warning: … {len(plan.warnings()) - 3} more tensors fall back")
-    bar = ProgressBar()
     request = QuantizeRequest(
         Path(a.model),
         plan,
@@ -91,8 +90,8 @@ def cmd_quantize(a: argparse.Namespace) -> int:
         base_ftype=a.base_ftype,
         hash_output=a.hash,
     )
-    r = quantize(request, progress=bar)
-    bar.close()
+    with ProgressBar() as bar:
+        r = quantize(request, progress=bar)
     err(
         f"wrote {r.output}: {format_size(r.tensor_bytes)} tensor data, {plan.bpw:.4f} bpw, "
         f"{r.n_overrides} per-tensor overrides on base {r.base_ftype}, {r.seconds:.1f}s"
@@ -108,13 +107,10 @@ def cmd_recipe(a: argparse.Namespace) -> int:
 
     from ..core.plan.recipe import RecipeRequest, export_recipe
 
-    def path(x: str | None) -> Path | None:
-        return None if x is None else Path(x)
-
     r = export_recipe(
         RecipeRequest(
-            Path(a.model), Path(a.plan_file), types_file=path(a.types_file),
-            output=path(a.output), imatrix=path(a.imatrix), threads=a.threads,
+            Path(a.model), Path(a.plan_file), types_file=opt_path(a.types_file),
+            output=opt_path(a.output), imatrix=opt_path(a.imatrix), threads=a.threads,
             base_ftype=a.base_ftype,
         )
     )  # fmt: skip
@@ -165,11 +161,8 @@ def _plan_auto(a: argparse.Namespace) -> int:
         types=tuple(a.types.split(",")) if a.types else None,
         compare=a.compare,
     )
-    bar = ProgressBar()
-    try:
+    with ProgressBar() as bar:
         r = auto_plan(request, progress=bar)
-    finally:
-        bar.close()
     if r.buffers is not None:
         buf = r.buffers
         err(
