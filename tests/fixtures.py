@@ -208,3 +208,95 @@ def fixture_path(name: str) -> Path:
 
 
 FIXTURES = ("smollm2", *SYNTHETIC)
+
+
+# --- synthetic architectures that llama.cpp can tokenize for ----------------------------
+
+#: kinds of ``tokenized``: a Mixtral-style MoE and a phi3 with fused qkv and gate+up
+TOKENIZED = ("moe", "qkv")
+
+
+def make_tokenized(
+    kind: str,
+    out: Path,
+    *,
+    n_layer: int = 4,
+    n_embd: int = 64,
+    n_ff: int = 128,
+    n_expert: int = 4,
+    n_used: int = 2,
+) -> Path:
+    """A tiny random-weight model of ``kind`` carrying SmolLM2's tokenizer, so llama.cpp
+    can run text through it (imatrix collection, the app's tour)."""
+    from gguf import GGUFValueType, GGUFWriter
+
+    from lwq_app.core.modelfile.inventory import _open_reader
+
+    src = _open_reader(smollm2_f16())
+    rng = np.random.default_rng([SEED, zlib.crc32(f"lwq-tokenized-{kind}".encode())])
+    n_vocab = len(src.get_field("tokenizer.ggml.tokens").data)
+    n_head, n_head_kv = 4, (2 if kind == "moe" else 4)
+    head = n_embd // n_head
+
+    def mat(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.05).astype(np.float16)
+
+    def norm() -> np.ndarray:
+        return np.ones(n_embd, np.float32)
+
+    arch = {"moe": "llama", "qkv": "phi3"}[kind]
+    w = GGUFWriter(out, arch=arch)
+    w.add_name(f"lwq-test-{kind}")
+    w.add_context_length(1024)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_dimension_count(head)
+    w.add_vocab_size(n_vocab)
+    if kind == "moe":
+        w.add_expert_count(n_expert)
+        w.add_expert_used_count(n_used)
+    w.add_file_type(1)
+    for key, field in src.fields.items():
+        if key.startswith("tokenizer."):
+            vtype = GGUFValueType(field.types[0])
+            sub = GGUFValueType(field.types[-1]) if vtype == GGUFValueType.ARRAY else None
+            w.add_key_value(key, field.contents(), vtype, sub_type=sub)
+    w.add_tensor("token_embd.weight", mat(n_vocab, n_embd))
+    w.add_tensor("output_norm.weight", norm())
+    w.add_tensor("output.weight", mat(n_vocab, n_embd))
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        w.add_tensor(p + "attn_norm.weight", norm())
+        w.add_tensor(p + "ffn_norm.weight", norm())
+        w.add_tensor(p + "attn_output.weight", mat(n_embd, n_embd))
+        if kind == "qkv":
+            w.add_tensor(p + "attn_qkv.weight", mat(n_embd + 2 * n_head_kv * head, n_embd))
+            w.add_tensor(p + "ffn_up.weight", mat(2 * n_ff, n_embd))
+            w.add_tensor(p + "ffn_down.weight", mat(n_embd, n_ff))
+            continue
+        w.add_tensor(p + "attn_q.weight", mat(n_embd, n_embd))
+        w.add_tensor(p + "attn_k.weight", mat(n_head_kv * head, n_embd))
+        w.add_tensor(p + "attn_v.weight", mat(n_head_kv * head, n_embd))
+        w.add_tensor(p + "ffn_gate_inp.weight", mat(n_expert, n_embd).astype(np.float32))
+        w.add_tensor(p + "ffn_gate_exps.weight", mat(n_expert, n_ff, n_embd))
+        w.add_tensor(p + "ffn_up_exps.weight", mat(n_expert, n_ff, n_embd))
+        w.add_tensor(p + "ffn_down_exps.weight", mat(n_expert, n_embd, n_ff))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+def tokenized(kind: str) -> Path:
+    """``make_tokenized(kind)`` with its defaults, cached."""
+    out = cache_dir() / f"tokenized-{kind}-v{FIXTURE_VERSION}.gguf"
+    if not out.exists():
+        tmp = out.with_suffix(".part")
+        make_tokenized(kind, tmp)
+        tmp.replace(out)
+    return out

@@ -1,7 +1,7 @@
 """MUL_MAT_ID collection on a tiny MoE model that llama.cpp can tokenize for.
 
-The synthetic ``moe8`` fixture has no tokenizer, so this builds its own small MoE (4 experts,
-2 used) carrying SmolLM2's tokenizer. The router ``ffn_gate_inp`` is a plain MUL_MAT on the
+The synthetic ``moe8`` fixture has no tokenizer, so this uses ``fixtures.make_tokenized``: a
+small MoE (4 experts, 2 used) carrying SmolLM2's tokenizer. The router ``ffn_gate_inp`` is a plain MUL_MAT on the
 same input as ``ffn_up_exps``: summed over experts, the expert data must equal n_used × the
 router's (an independent check of the per-expert path). Where llama.cpp's tools are built
 (``LWQ_LLAMA_TOOLS``, opt-in: the native tools are not built in CI) the file is compared with llama-imatrix.
@@ -11,74 +11,25 @@ from __future__ import annotations
 
 import os
 import subprocess
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fixtures import make_tokenized
 from lwq_app.core.importance.collection import ImatrixRequest, collect_imatrix
 from lwq_app.core.modelfile.imatrix_file import read_imatrix
-from lwq_app.core.modelfile.inventory import _open_reader
 
 ROOT = Path(__file__).resolve().parents[2]
 N_EXPERT, N_USED, N_EMBD, N_FF, N_LAYER = 4, 2, 64, 128, 2
 
 
-def _make_moe(smollm2_f16: Path, out: Path) -> Path:
-    from gguf import GGUFValueType, GGUFWriter
-
-    src = _open_reader(smollm2_f16)
-    rng = np.random.default_rng(zlib.crc32(b"lwq-moe-tok"))
-    n_vocab = len(src.get_field("tokenizer.ggml.tokens").data)
-
-    def mat(*shape: int) -> np.ndarray:
-        return (rng.standard_normal(shape) * 0.05).astype(np.float16)
-
-    w = GGUFWriter(out, arch="llama")
-    w.add_name("lwq-test-moe")
-    w.add_context_length(1024)
-    w.add_embedding_length(N_EMBD)
-    w.add_block_count(N_LAYER)
-    w.add_feed_forward_length(N_FF)
-    w.add_head_count(4)
-    w.add_head_count_kv(2)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_dimension_count(N_EMBD // 4)
-    w.add_vocab_size(n_vocab)
-    w.add_expert_count(N_EXPERT)
-    w.add_expert_used_count(N_USED)
-    w.add_file_type(1)
-    for key, field in src.fields.items():
-        if key.startswith("tokenizer."):
-            vtype = GGUFValueType(field.types[0])
-            sub = GGUFValueType(field.types[-1]) if vtype == GGUFValueType.ARRAY else None
-            w.add_key_value(key, field.contents(), vtype, sub_type=sub)
-    w.add_tensor("token_embd.weight", mat(n_vocab, N_EMBD))
-    w.add_tensor("output_norm.weight", np.ones(N_EMBD, np.float32))
-    w.add_tensor("output.weight", mat(n_vocab, N_EMBD))
-    for i in range(N_LAYER):
-        p = f"blk.{i}."
-        w.add_tensor(p + "attn_norm.weight", np.ones(N_EMBD, np.float32))
-        w.add_tensor(p + "ffn_norm.weight", np.ones(N_EMBD, np.float32))
-        w.add_tensor(p + "attn_q.weight", mat(N_EMBD, N_EMBD))
-        w.add_tensor(p + "attn_k.weight", mat(N_EMBD // 2, N_EMBD))
-        w.add_tensor(p + "attn_v.weight", mat(N_EMBD // 2, N_EMBD))
-        w.add_tensor(p + "attn_output.weight", mat(N_EMBD, N_EMBD))
-        w.add_tensor(p + "ffn_gate_inp.weight", mat(N_EXPERT, N_EMBD).astype(np.float32))
-        w.add_tensor(p + "ffn_gate_exps.weight", mat(N_EXPERT, N_FF, N_EMBD))
-        w.add_tensor(p + "ffn_up_exps.weight", mat(N_EXPERT, N_FF, N_EMBD))
-        w.add_tensor(p + "ffn_down_exps.weight", mat(N_EXPERT, N_EMBD, N_FF))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return out
-
-
 @pytest.fixture(scope="module")
 def moe_model(smollm2_f16: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make_moe(smollm2_f16, tmp_path_factory.mktemp("moe") / "moe.gguf")
+    out = tmp_path_factory.mktemp("moe") / "moe.gguf"
+    return make_tokenized(
+        "moe", out, n_layer=N_LAYER, n_embd=N_EMBD, n_ff=N_FF, n_expert=N_EXPERT, n_used=N_USED
+    )
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """Evaluation: perplexity and KL divergence (with the compact base-logits cache),
 multiple-choice benchmarks, llama-bench-style speed, the measured memory fit, the device
-list and a greedy completion.
+list, hardware targets (profiles, this machine) and their fit, and a greedy completion.
 
 The job of ``lwq eval`` is ``evaluate(EvalRequest)``; ``perplexity.perplexity`` (one pass,
 optionally writing a base-logits cache) is not re-exported here, so that
@@ -27,6 +27,15 @@ from .generate import (
     GenerateRequest,
     GenerateResult,
     generate,
+)
+from .hardware import (
+    ALL_LAYERS,
+    HardwareProfile,
+    TargetSpec,
+    builtin_profiles,
+    load_profiles,
+    save_profiles,
+    this_machine,
 )
 from .kld_stats import (
     Distribution,
@@ -65,6 +74,14 @@ from .perplexity import (
     kl_divergence,
     text_digest,
 )
+from .targets import (
+    DEFAULT_MIXES,
+    MixFit,
+    Placement,
+    TargetFit,
+    TargetFitRequest,
+    target_fit,
+)
 from .task_files import (
     ChoiceTask,
     TaskKind,
@@ -75,7 +92,9 @@ from .task_files import (
 )
 
 __all__ = [
+    "ALL_LAYERS",
     "BENCHMARKS",
+    "DEFAULT_MIXES",
     "BaseLogits",
     "BenchRecord",
     "BenchRequest",
@@ -89,17 +108,24 @@ __all__ = [
     "EvalRequest",
     "GenerateRequest",
     "GenerateResult",
+    "HardwareProfile",
     "KldResult",
     "KldStats",
     "MemoryFitRequest",
+    "MixFit",
     "PerplexityResult",
+    "Placement",
     "RuntimeBuffers",
+    "TargetFit",
+    "TargetFitRequest",
+    "TargetSpec",
     "TaskKind",
     "TaskResult",
     "TasksRequest",
     "bench",
     "bench_test_name",
     "benchmark_kind",
+    "builtin_profiles",
     "cached_base_logits",
     "compare_exact",
     "default_cache_dir",
@@ -112,6 +138,7 @@ __all__ = [
     "load_base_logits",
     "load_hellaswag",
     "load_multiple_choice",
+    "load_profiles",
     "load_winogrande",
     "markdown_table",
     "measure_buffers",
@@ -119,6 +146,9 @@ __all__ = [
     "read_key",
     "run_tasks",
     "save_base_logits",
+    "save_profiles",
+    "target_fit",
     "text_digest",
+    "this_machine",
     "write_multiple_choice",
 ]

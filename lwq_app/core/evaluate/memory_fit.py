@@ -7,7 +7,9 @@ llama.cpp logs for it (``llama_kv_cache: size = …``, ``… compute buffer size
 ``… output buffer size = …``, summed over backends). Creating a context maps the weights
 but reads none of them, so this takes about as long as loading the vocabulary. The buffers
 depend on the architecture, context and batch sizes, not on the weight types, so the base
-model stands for every plan made from it.
+model stands for every plan made from it. Each buffer's log line names its buffer type
+(``CPU``, ``CUDA_Host``, ``CUDA0``, ``Metal``): the part in a GPU device's own memory is kept
+apart (``*_device``), so a partial offload shows both budgets.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ MIB = 1 << 20
 _KV = re.compile(r"llama_kv_cache: size = +([\d.]+) MiB")
 _COMPUTE = re.compile(r"compute buffer size = +([\d.]+) MiB")
 _OUTPUT = re.compile(r"output buffer size = +([\d.]+) MiB")
+#: the per-buffer lines, with the buffer type's name
+_KV_BUF = re.compile(r"(\S+) KV buffer size = +([\d.]+) MiB")
+_COMPUTE_BUF = re.compile(r"(\S+) compute buffer size = +([\d.]+) MiB")
+_OUTPUT_BUF = re.compile(r"(\S+) +output buffer size = +([\d.]+) MiB")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,10 @@ class RuntimeBuffers:
     kv_cache: int
     compute: int
     output: int
+    #: of each, the bytes in a GPU device's own memory (not the host's, not pinned host)
+    kv_device: int = 0
+    compute_device: int = 0
+    output_device: int = 0
 
     @property
     def total(self) -> int:
@@ -54,12 +64,27 @@ class RuntimeBuffers:
 def parse_buffer_log(lines: list[str], n_ctx: int) -> RuntimeBuffers:
     """Sum llama.cpp's buffer-size log lines (MiB with two decimals, rounded up)."""
 
+    def mib(text: str) -> int:
+        return int(float(text) * MIB + 0.005 * MIB)
+
     def total(rx: re.Pattern[str]) -> int:
+        return sum(mib(m.group(1)) for ln in lines if (m := rx.search(ln)))
+
+    def on_device(rx: re.Pattern[str]) -> int:
         return sum(
-            int(float(m.group(1)) * MIB + 0.005 * MIB) for ln in lines if (m := rx.search(ln))
+            mib(m.group(2)) for ln in lines if (m := rx.search(ln)) and is_device_buffer(m.group(1))
         )
 
-    return RuntimeBuffers(n_ctx, total(_KV), total(_COMPUTE), total(_OUTPUT))
+    return RuntimeBuffers(
+        n_ctx, total(_KV), total(_COMPUTE), total(_OUTPUT),
+        on_device(_KV_BUF), on_device(_COMPUTE_BUF), on_device(_OUTPUT_BUF),
+    )  # fmt: skip
+
+
+def is_device_buffer(buffer_type: str) -> bool:
+    """Whether a ggml buffer type lives in a GPU's own memory: ``CUDA0``, ``Metal``, ``Vulkan0``
+    do; ``CPU``, ``CPU_Mapped``, ``CPU_REPACK`` and pinned ``CUDA_Host`` memory do not."""
+    return not (buffer_type.startswith("CPU") or buffer_type.endswith("_Host"))
 
 
 @public_job("memory fit")

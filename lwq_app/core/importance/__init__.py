@@ -17,8 +17,12 @@ from .collection import (
     read_text_file,
 )
 from .heatmap import (
+    STAT_FIELDS,
     Heatmap,
     heatmap,
+    heatmap_csv,
+    heatmap_for,
+    layer_profile,
     sensitivity_heatmap,
     stats_heatmap,
 )
@@ -43,6 +47,7 @@ from .statistics import (
 
 __all__ = [
     "CANDIDATES",
+    "STAT_FIELDS",
     "Coverage",
     "Heatmap",
     "ImatrixRequest",
@@ -61,7 +66,10 @@ __all__ = [
     "coverage",
     "format_stats",
     "heatmap",
+    "heatmap_csv",
+    "heatmap_for",
     "imatrix_statistics",
+    "layer_profile",
     "measure_sensitivity",
     "merge_imatrices",
     "read_text_file",

@@ -1,6 +1,6 @@
-"""Model files: the GGUF header reader, the tensor inventory, the ggml type catalog, the
-imatrix file formats, the upcast job and every hash (files, texts, tensor data, the
-model-hash job).
+"""Model files: the GGUF header reader, the tensor inventory and its summary, the ggml type
+catalog, the imatrix file formats, the upcast job and every hash (files, texts, tensor data,
+the model-hash job).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .hashing import (
     hash_model,
     model_hash,
     per_tensor_hashes,
+    record_model_hash,
     sha256_file,
     sha256_text,
     tensor_data_hash,
@@ -34,6 +35,12 @@ from .inventory import (
     TensorInfo,
     allows_quantization,
     open_model,
+)
+from .summary import (
+    ModelSummary,
+    TypeShare,
+    is_float_model,
+    summarize,
 )
 from .type_catalog import (
     QuantType,
@@ -57,24 +64,29 @@ __all__ = [
     "Imatrix",
     "ImatrixEntry",
     "ModelInfo",
+    "ModelSummary",
     "QuantType",
     "TensorInfo",
     "Transform",
+    "TypeShare",
     "UpcastRequest",
     "UpcastResult",
     "allows_quantization",
     "effective_type",
     "get_type",
     "hash_model",
+    "is_float_model",
     "llama_order_key",
     "model_hash",
     "open_model",
     "per_tensor_hashes",
     "read_header",
     "read_imatrix",
+    "record_model_hash",
     "sha256_file",
     "sha256_text",
     "split_paths",
+    "summarize",
     "tensor_bytes",
     "tensor_data_hash",
     "tensor_kind",

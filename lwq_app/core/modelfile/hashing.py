@@ -1,6 +1,7 @@
 """Every SHA-256 lwq takes: of files and texts (``sha256_file``, ``sha256_text``), of a
 model's tensor data (``tensor_data_hash``, ``per_tensor_hashes``), and the model-hash job with
-the index that spares re-hashing models (``hash_model``, ``model_hash``).
+the index that spares re-hashing models (``hash_model``, ``model_hash``,
+``record_model_hash``).
 
 Hashing a model reads all of its tensor data (minutes for a large one): every reader here
 works in ``CHUNK`` steps, reports ``Phase.HASH`` progress in bytes (item: the tensor) and
@@ -263,6 +264,17 @@ def _indexed_hash(
     models[key] = {"files": stamp, "sha256": digest}
     _write_index(models)
     return HashResult(digest, n_bytes, False)
+
+
+def record_model_hash(model: str | Path, digest: str) -> None:
+    """Put a hash known to be right into the index (a file lwq wrote, hashed, then moved), so
+    the moved file is not read again. Best effort, like every index write."""
+    layout = _layout(model)
+    stamp = _stamp(layout)
+    models = _read_index()
+    models.pop(stamp[0][0], None)
+    models[stamp[0][0]] = {"files": stamp, "sha256": digest}
+    _write_index(models)
 
 
 def hash_model(

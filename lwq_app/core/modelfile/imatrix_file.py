@@ -80,13 +80,29 @@ class Imatrix:
                 out[n] = zeros
         return out
 
-    def check_model(self, model: ModelInfo, tensors: list[str] | None = None) -> None:
-        """Raise ``ImatrixError`` if entries are missing for ``tensors`` or sized wrongly."""
+    def check_model(
+        self, model: ModelInfo, tensors: list[str] | None = None, *, strict: bool = False
+    ) -> None:
+        """Raise ``ImatrixError`` if entries are missing for ``tensors`` or sized wrongly.
+
+        ``strict`` (a project adopting an imatrix): every entry must name a tensor of the
+        model, and a GGUF entry's row width and expert count must each match (a legacy
+        ``.dat`` entry is one flat row per tensor: only the product can be checked)."""
         where = self.source or "imatrix"
         for name, e in self.entries.items():
             t = model.by_name.get(name)
             if t is None:
+                if strict:
+                    raise ImatrixError(
+                        f"{where}: entry {name} is not a tensor of {model.path.name}: "
+                        "imatrix is for another model"
+                    )
                 continue  # llama-quantize ignores unknown entries too
+            if strict and not self.is_legacy and (e.ne0, e.n_mat) != (t.ne0, t.n_experts):
+                raise ImatrixError(
+                    f"{where}: entry {name} has rows of {e.ne0} for {e.n_mat} expert(s), tensor "
+                    f"has ne0 {t.ne0} for {t.n_experts}: imatrix is for another model"
+                )
             if e.ne0 * e.n_mat != t.ne0 * t.n_experts:
                 raise ImatrixError(
                     f"{where}: entry {name} has {e.ne0 * e.n_mat} values, tensor has "

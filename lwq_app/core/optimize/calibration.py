@@ -223,6 +223,7 @@ def calibrate(
     from ..evaluate.perplexity import default_cache_dir, kl_divergence, perplexity, text_digest
     from ..plan.quantize import QuantizeRequest, quantize
     from ..results.project import calibration_name, ensure_project, project_path
+    from ..results.project_lock import check_unlocked
 
     check(cancel)
     r = request
@@ -241,6 +242,7 @@ def calibrate(
         check_writable_dir(r.copy_to)  # fail now, not after minutes of measuring
     digest = model_hash(model)
     _check_creatable(project_path(digest))
+    check_unlocked(project_path(digest))  # open in the app: refuse now, not after measuring
     t0 = time.monotonic()
     phases = Phases(progress, [(Phase.MEASURE, 2), (Phase.BASE, 1), (Phase.CALIBRATE, 7)])
     sens_request = SensitivityRequest(
@@ -309,6 +311,7 @@ def calibrate(
                 f"{model.path}: the model changed during calibration; nothing was saved"
             )
         dest = project / calibration_name(cal.imatrix_hash)
+        check_unlocked(project)
         cal.save(dest)
         if r.copy_to is not None:
             cal.save(r.copy_to)

@@ -1,17 +1,26 @@
-"""Results: the per-model project folder, the per-variant results store and the model-card
-report.
+"""Results: the per-model project folder (its versioned state, its lock, opening a model or
+project as the app does), the per-variant results store and the model-card report.
 """
 
 from __future__ import annotations
 
 from .project import (
+    PROJECT_VERSION,
+    ProjectState,
     calibration_name,
     calibration_path,
     ensure_project,
     find_calibration,
+    load_state,
     project_dir,
     project_path,
     read_project,
+    save_state,
+)
+from .project_lock import (
+    ProjectLock,
+    ProjectLocked,
+    check_unlocked,
 )
 from .report import (
     render_report,
@@ -29,20 +38,38 @@ from .store import (
     record_tasks,
     results_path,
 )
+from .workspace import (
+    OpenProjectRequest,
+    OpenProjectResult,
+    attach_imatrix,
+    open_project,
+    project_imatrix_path,
+)
 
 __all__ = [
+    "PROJECT_VERSION",
     "EvalRecord",
+    "OpenProjectRequest",
+    "OpenProjectResult",
+    "ProjectLock",
+    "ProjectLocked",
+    "ProjectState",
     "SpeedRecord",
     "StoredResults",
     "TaskRecord",
     "Variant",
     "Versions",
+    "attach_imatrix",
     "calibration_name",
     "calibration_path",
+    "check_unlocked",
     "ensure_project",
     "find_calibration",
     "load_results",
+    "load_state",
+    "open_project",
     "project_dir",
+    "project_imatrix_path",
     "project_path",
     "read_project",
     "record_bench",
@@ -50,4 +77,5 @@ __all__ = [
     "record_tasks",
     "render_report",
     "results_path",
+    "save_state",
 ]

@@ -5,9 +5,18 @@ A project lives under the user data folder (``platformdirs.user_data_dir("lwq")`
 the file name, so a moved, renamed or re-downloaded copy finds the same project and an edited
 or re-quantized file gets its own. Inside:
 
-    project.json                          model name, architecture, paths seen, hash, created
+    project.json                          the project (``ProjectState``, versioned JSON)
+    .lock                                 held while the app has it open (``project_lock``)
+    base-f16.gguf                         the F16 upcast of a quantized source (``workspace``)
+    imatrix.gguf                          the project's importance matrix
     calibration-<imatrix sha256[:12]>.json  KLD calibration of the proxy (``calibrate.py``);
                                           one per imatrix, because the proxy depends on it
+
+``project.json`` version 2 holds the model (name, architecture, hash, the float
+``base_model`` it is for), every path opened into it (``paths``), the imatrix, the hardware
+target, the named plans and created/modified stamps; version 1 (name, architecture, hash,
+paths, created) is migrated on reading. Every write checks the lock first: while another
+process has the project open, the CLI's writes are refused with ``ProjectLocked``.
 
 The project is keyed by ``modelfile.model_hash`` (hashes cached in an index, so a model is
 read once). (``store.py`` keeps its own hash in the per-variant results file beside the
@@ -18,17 +27,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from ..evaluate.hardware import TargetSpec
 from ..jobs.atomic import atomic_write_text
-from ..jobs.errors import InputError, OutputError
+from ..jobs.errors import InputError, OutputError, shown
 from ..jobs.paths import data_dir
 from ..modelfile.hashing import model_hash
 from ..modelfile.inventory import ModelInfo, as_model_info
+from .project_lock import check_unlocked
 
 PROJECT_FILE = "project.json"
 PROJECT_FORMAT = "lwq-project"
+PROJECT_VERSION = 2
 
 
 def project_path(digest: str) -> Path:
@@ -70,8 +85,142 @@ def read_project(folder: Path) -> dict[str, Any]:
     return d
 
 
+def now_stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass(frozen=True)
+class ProjectState:
+    """A project as ``project.json`` (version 2) holds it. ``base_model``: the float model
+    the project is for; ``sources``: every path opened into it, quantized sources included;
+    ``imatrix``: a file inside the project folder; ``plans``: the plan editor's (reserved)."""
+
+    version: int
+    name: str
+    architecture: str
+    tensor_data_sha256: str
+    base_model: Path
+    sources: tuple[Path, ...] = ()
+    imatrix: Path | None = None
+    imatrix_dataset: str | None = None
+    target: TargetSpec | None = None
+    plans: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    created: str = ""
+    modified: str = ""
+
+    def with_source(self, path: Path) -> ProjectState:
+        """The state with ``path`` (resolved) among the sources, once."""
+        p = Path(path).resolve()
+        return self if p in self.sources else replace(self, sources=(*self.sources, p))
+
+    def to_json(self, folder: Path) -> dict[str, Any]:
+        imx = None
+        if self.imatrix is not None:
+            if Path(self.imatrix).parent.resolve() != Path(folder).resolve():
+                raise OutputError(f"{self.imatrix}: the project's imatrix must be in {folder}")
+            imx = Path(self.imatrix).name
+        return {
+            "format": PROJECT_FORMAT,
+            "version": PROJECT_VERSION,
+            "name": self.name,
+            "architecture": self.architecture,
+            "tensor_data_sha256": self.tensor_data_sha256,
+            "base_model": str(self.base_model),
+            "paths": [str(p) for p in self.sources],
+            "imatrix": imx,
+            "imatrix_dataset": self.imatrix_dataset,
+            "target": None if self.target is None else self.target.to_json(),
+            "plans": dict(self.plans),
+            "created": self.created,
+            "modified": self.modified,
+        }
+
+
+def _text(d: Mapping[str, Any], key: str, where: Path, *, optional: bool = False) -> Any:
+    v = d.get(key)
+    if (v is None and optional) or isinstance(v, str):
+        return v
+    raise InputError(f"{where}: field {key!r} must be a text, not {shown(v, 40)}")
+
+
+def _state_from_json(d: dict[str, Any], folder: Path, p: Path) -> ProjectState:
+    version = d.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InputError(f"{p}: bad project version {shown(version, 40)}")
+    if version > PROJECT_VERSION:
+        raise InputError(
+            f"{p}: project version {version} is newer than this lwq reads "
+            f"({PROJECT_VERSION}); update lwq to open it"
+        )
+    paths = d.get("paths", [])
+    if not isinstance(paths, list) or not all(isinstance(x, str) for x in paths):
+        raise InputError(f"{p}: field 'paths' must be a list of texts")
+    sources = tuple(Path(x) for x in paths)
+    digest = _text(d, "tensor_data_sha256", p)
+    common = {
+        "name": _text(d, "name", p),
+        "architecture": _text(d, "architecture", p),
+        "tensor_data_sha256": digest,
+        "sources": sources,
+        "created": _text(d, "created", p, optional=True) or "",
+    }
+    if version == 1:  # the base model: the first recorded path that still exists
+        if not sources:
+            raise InputError(f"{p}: the project records no model path")
+        base = next((s for s in sources if s.is_file()), sources[0])
+        return ProjectState(PROJECT_VERSION, base_model=base, modified=common["created"], **common)
+    imx = _text(d, "imatrix", p, optional=True)
+    if imx is not None and (not imx or Path(imx).name != imx or imx in (".", "..")):
+        raise InputError(f"{p}: field 'imatrix' must name a file in the project folder")
+    target = d.get("target")
+    plans = d.get("plans", {})
+    if not isinstance(plans, dict):
+        raise InputError(f"{p}: field 'plans' must be an object")
+    return ProjectState(
+        PROJECT_VERSION,
+        base_model=Path(_text(d, "base_model", p)),
+        imatrix=None if imx is None else folder / imx,
+        imatrix_dataset=_text(d, "imatrix_dataset", p, optional=True),
+        target=None if target is None else TargetSpec.from_json(target, str(p)),
+        plans=MappingProxyType(dict(plans)),
+        modified=_text(d, "modified", p, optional=True) or "",
+        **common,
+    )
+
+
+def load_state(folder: Path) -> ProjectState:
+    """The project in ``folder`` (version 1 migrated); ``InputError`` naming the file for
+    a missing, malformed or newer-than-known ``project.json``."""
+    folder = Path(folder)
+    p = folder / PROJECT_FILE
+    if not p.is_file():
+        raise InputError(f"{folder}: not an lwq project folder (no {PROJECT_FILE})")
+    d = read_project(folder)
+    return _state_from_json(d, folder, p)
+
+
+def save_state(folder: Path, state: ProjectState) -> ProjectState:
+    """Write ``project.json`` atomically with ``modified`` set to now; the saved state.
+    Refused with ``ProjectLocked`` while another process has the project open."""
+    folder = Path(folder)
+    check_unlocked(folder)
+    stamp = now_stamp()
+    saved = replace(state, version=PROJECT_VERSION, modified=stamp, created=state.created or stamp)
+    text = json.dumps(saved.to_json(folder), indent=1) + "\n"
+    atomic_write_text(folder / PROJECT_FILE, text)
+    return saved
+
+
+def new_state(info: ModelInfo, digest: str, base_model: Path) -> ProjectState:
+    """A fresh project for ``info`` (hash ``digest``) whose float model is ``base_model``."""
+    return ProjectState(
+        PROJECT_VERSION, info.name, info.architecture, digest, Path(base_model).resolve()
+    )
+
+
 def ensure_project(model: str | Path | ModelInfo) -> Path:
-    """Create the model's project folder if needed and record this path in ``project.json``."""
+    """Create the model's project folder if needed and record this path in ``project.json``
+    (``ProjectLocked`` while another process has the project open)."""
     info = as_model_info(model)
     digest = model_hash(info)
     folder = project_path(digest)
@@ -83,20 +232,11 @@ def ensure_project(model: str | Path | ModelInfo) -> Path:
     if meta and meta.get("tensor_data_sha256") != digest:
         raise InputError(
             f"{folder / PROJECT_FILE}: belongs to another model "
-            f"({meta.get('tensor_data_sha256')}, this model {digest})"
+            f"({shown(meta.get('tensor_data_sha256'), 80)}, this model {digest})"
         )
-    here = str(info.path.resolve())
-    seen = [str(p) for p in meta.get("paths", [])]
-    if meta and here in seen:
+    here = info.path.resolve()
+    state = load_state(folder) if meta else new_state(info, digest, here)
+    if meta and here in state.sources:
         return folder
-    meta = {
-        "format": PROJECT_FORMAT,
-        "version": 1,
-        "name": meta.get("name") or info.name,
-        "architecture": info.architecture,
-        "tensor_data_sha256": digest,
-        "paths": [*seen, here],
-        "created": meta.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    atomic_write_text(folder / PROJECT_FILE, json.dumps(meta, indent=1) + "\n")
+    save_state(folder, state.with_source(here))
     return folder
