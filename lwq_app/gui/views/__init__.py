@@ -1,0 +1,1 @@
+"""The workflow's pages (one module per step) and the widgets they share."""
