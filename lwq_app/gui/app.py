@@ -14,8 +14,10 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -118,7 +120,14 @@ def run(opts: LaunchOptions) -> int:
     app.aboutToQuit.connect(lambda: window.shutdown.finish_now("quit"))
 
     window.show()
-    after = FirstPaintWaiter(window, lambda: _after_first_paint(window, ctx, opts, tour))
+    timings = StartupTimings.from_environment(window, ctx)
+
+    def first_paint() -> None:
+        if timings is not None:
+            timings.mark("painted")
+        _after_first_paint(window, ctx, opts, tour)
+
+    after = FirstPaintWaiter(window, first_paint)
     code = app.exec()
 
     bridge.uninstall()
@@ -127,6 +136,30 @@ def run(opts: LaunchOptions) -> int:
         hard_exit(code)
     window.shutdown.release()
     return int(code)
+
+
+class StartupTimings:
+    """Milestones of a launch (``painted``, ``heatmap``), one ``NAME WALL-SECONDS`` line each,
+    appended to the file ``$LWQ_GUI_TIMINGS`` names: ``benchmarks/gui_startup.py`` reads it."""
+
+    def __init__(self, path: Path, window: Any) -> None:
+        self._path = path
+        self._seen: set[str] = set()
+        shown = getattr(window.page(Step.IMPORTANCE), "heatmap_shown", None)
+        if shown is not None:
+            shown.connect(lambda: self.mark("heatmap"))
+
+    @staticmethod
+    def from_environment(window: Any, ctx: AppContext) -> StartupTimings | None:
+        name = os.environ.get("LWQ_GUI_TIMINGS")
+        return StartupTimings(Path(name), window) if name else None
+
+    def mark(self, name: str) -> None:
+        if name in self._seen:
+            return
+        self._seen.add(name)
+        with self._path.open("a", encoding="utf-8") as f:
+            f.write(f"{name} {time.time():.3f}\n")
 
 
 class FirstPaintWaiter(QObject):

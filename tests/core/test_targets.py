@@ -93,6 +93,9 @@ def test_user_profiles_round_trip(folders: Path) -> None:
     got = load_profiles()
     assert mine in got and edited in got and BUILTIN["24 GB RTX"] not in got
     assert [p.name for p in got].count("24 GB RTX") == 1
+    with pytest.raises(InputError, match="My desktop is taken"):
+        save_profiles([mine, mine])  # would write a file load_profiles refuses
+    assert load_profiles() == got  # the file was left as it was
     path.unlink()
 
 

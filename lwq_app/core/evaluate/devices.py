@@ -6,6 +6,7 @@ loaded into the caller (the GUI lists devices before any model is chosen).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import Enum
 
@@ -38,6 +39,8 @@ class Device:
     type: DeviceType
     memory_total: int  # bytes
     memory_free: int  # bytes
+    #: hardware threads of the CPU device (0 for the others)
+    threads: int = 0
 
 
 @public_job("devices")
@@ -59,8 +62,9 @@ def child_devices(ctx: ChildContext) -> tuple[Device, ...]:
     from ..engine.common import backend_device_list
 
     kinds = list(DeviceType)
-    return tuple(
-        Device(name, desc, backend, kinds[kind] if 0 <= kind < len(kinds) else DeviceType.ACCEL,
-               total, free)
-        for name, desc, backend, kind, total, free in backend_device_list()
-    )  # fmt: skip
+    out = []
+    for name, desc, backend, kind, total, free in backend_device_list():
+        dtype = kinds[kind] if 0 <= kind < len(kinds) else DeviceType.ACCEL
+        threads = (os.cpu_count() or 0) if dtype is DeviceType.CPU else 0
+        out.append(Device(name, desc, backend, dtype, total, free, threads))
+    return tuple(out)

@@ -132,8 +132,15 @@ def save_profiles(profiles: Sequence[HardwareProfile]) -> None:
     """Write the user's profiles (the non-built-in ones of ``profiles``) atomically."""
     user = [p for p in profiles if not p.builtin]
     rows = [{k: v for k, v in asdict(p).items() if k != "builtin"} for p in user]
+    names: set[str] = set()  # a user profile may replace a built-in one, not another's
     for i, row in enumerate(rows):
         _profile_from_json(row, f"profile {i + 1} ({shown(row.get('name'), 60)})")
+        if row["name"] in names:
+            raise InputError(
+                f"profile {i + 1}: the name {shown(row['name'], 60)} is taken; "
+                "each profile needs its own name"
+            )
+        names.add(row["name"])
     path = profiles_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

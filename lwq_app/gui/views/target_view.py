@@ -8,8 +8,6 @@ sent, debounced, to the core's ``target_fit`` job, whose rows ``FitChart`` draws
 
 from __future__ import annotations
 
-import os
-
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
@@ -228,7 +226,7 @@ class TargetView(QWidget):
             mem = f"{format_size(d.memory_total, binary=True)}, "
             mem += f"{format_size(d.memory_free, binary=True)} free"
             if d.type is DeviceType.CPU:
-                lines.append(f"<b>{d.name}</b> ({d.description}): {os.cpu_count()} threads, "
+                lines.append(f"<b>{d.name}</b> ({d.description}): {d.threads} threads, "
                              f"RAM {mem}")  # fmt: skip
             else:
                 lines.append(f"<b>{d.name}</b> ({d.description}, {d.backend}): {mem}")
