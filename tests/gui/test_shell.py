@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 from heartbeat import Heartbeat
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QAbstractButton, QApplication, QWidget
 
@@ -173,7 +173,7 @@ def test_dropping_a_file_that_is_not_a_model_says_so(
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(notes))])
     enter = QDragEnterEvent(
-        QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+        QPoint(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
         Qt.KeyboardModifier.NoModifier,
     )  # fmt: skip
     QApplication.sendEvent(w, enter)
