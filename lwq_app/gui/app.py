@@ -44,6 +44,7 @@ from .worker import JobRunner
 log = logging.getLogger("lwq.gui")
 
 TOUR_MODULE = "lwq_app.gui.tour"
+PLATFORM = "QT_QPA_PLATFORM"
 
 
 def build_context(
@@ -80,8 +81,8 @@ def make_application() -> QApplication:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lwq_app [MODEL.gguf | PROJECT] [--tour DIR] [--quick] [--demo]``."""
     opts = parse_options(argv)
-    if opts.demo and opts.tour is None and not has_display():
-        return headless_demo()
+    if opts.demo and opts.tour is None and not has_display() and not os.environ.get(PLATFORM):
+        return headless_demo()  # (a platform asked for by name, offscreen say, is honoured)
     return run(opts)
 
 

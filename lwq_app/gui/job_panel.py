@@ -146,5 +146,6 @@ class JobPanelWidget(QScrollArea):
         row = self.rows.pop(job.id, None)
         if row is not None:
             self._box.removeWidget(row)
+            row.hide()  # deleteLater waits for the event loop (processEvents() skips it)
             row.deleteLater()
         self.empty.setVisible(not self.rows)

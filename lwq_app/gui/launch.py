@@ -48,8 +48,8 @@ def add_arguments(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     p.add_argument(
         "--tour",
         metavar="DIR",
-        help="drive every step as a user would, save one 1440x900 NN-step.png per step "
-        "into DIR and exit (0, or non-zero naming the step that failed)",
+        help="drive every step as a user would (with the quick profile), save one 1440x900 "
+        "NN-step.png per step into DIR and exit (0, or non-zero naming the step that failed)",
     )
     p.add_argument(
         "--quick",
@@ -68,7 +68,7 @@ def options_from(args: argparse.Namespace) -> LaunchOptions:
     return LaunchOptions(
         path=Path(args.path) if args.path else None,
         tour=Path(args.tour) if args.tour else None,
-        quick=bool(args.quick),
+        quick=bool(args.quick) or bool(args.tour),  # a tour always runs the quick profile
         demo=bool(getattr(args, "demo", False)),
     )
 

@@ -118,7 +118,7 @@ class ImportanceView(QWidget):
         self.log_box = QCheckBox("Log scale")
         self.log_box.setChecked(True)  # imatrix sums and errors span orders of magnitude
         self.log_box.setToolTip("log10 of the values (cells ≤ 0 are grey: no logarithm)")
-        self.log_box.toggled.connect(lambda on: self.heatmap.set_log_scale(on))
+        self.log_box.toggled.connect(self._set_log_scale)
         self.png_button = QPushButton("Export PNG…")
         self.png_button.setToolTip("Save the heatmap as a 1440 px wide PNG")
         self.png_button.clicked.connect(lambda: self._export("png"))
@@ -355,6 +355,9 @@ class ImportanceView(QWidget):
     def sensitivity_statistic(self) -> str:
         """The statistic key of the first sensitivity map offered."""
         return SENSITIVITY_PREFIX + DEFAULT_SENSITIVITY_TYPE
+
+    def _set_log_scale(self, on: bool) -> None:
+        self.heatmap.set_log_scale(on)
 
     def measure_sensitivity(self, max_rows: int | None = None) -> Job | None:
         """Measure the sensitivity again (``max_rows`` rows per tensor; None: the profile's)

@@ -109,4 +109,9 @@ class TensorDetailsTable(QTableWidget):
 
     def rows(self) -> dict[str, str]:
         """What the table shows, property → value as shown (for tests and the tour)."""
-        return {self.item(r, 0).text(): self.item(r, 1).text() for r in range(self.rowCount())}
+
+        def text(r: int, c: int) -> str:
+            item = self.item(r, c)
+            return "" if item is None else item.text()
+
+        return {text(r, 0): text(r, 1) for r in range(self.rowCount())}

@@ -102,6 +102,20 @@ class TensorTableModel(QAbstractTableModel):
         self._tensors = tuple(tensors)
         self.endResetModel()
 
+    def widest_texts(self) -> list[str]:
+        """The longest text of each column, its header included: what a view sizes its
+        columns by (``resizeColumnsToContents`` would call ``data`` for every cell on the
+        GUI thread)."""
+        out = []
+        for col in Column:
+            texts = [_HEADERS[col][0], *(_text(t, col) for t in self._tensors)]
+            out.append(max(texts, key=len))
+        return out
+
+    @property
+    def tensors(self) -> tuple[TensorInfo, ...]:
+        return self._tensors
+
     def tensor(self, row: int) -> TensorInfo:
         return self._tensors[row]
 
