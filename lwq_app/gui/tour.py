@@ -1,0 +1,156 @@
+"""``lwq gui --tour DIR [MODEL]``: the real app driven through every step, one PNG a step.
+
+For screenshots (the README's) and smoke tests (CI runs it offscreen on three models). The
+tour does what a user would do, through the same controls: open the model, look at the
+target, collect importance on the bundled text, switch to log scale, measure sensitivity,
+click a cell. It runs the quick profile (2 imatrix chunks, row-sampled sensitivity) and
+waits on what the window shows, never on timers alone. Each step saves ``NN-step.png`` at
+1440×900; a step that fails (an error message in the window, a timeout) ends the tour with
+exit code 1 and the message on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEventLoop, QPoint, Qt, QTimer
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QWidget
+
+from .context import AppContext, Step
+from .notifier import Level, Message
+
+SIZE = (1440, 900)
+#: seconds a step may take before the tour calls it failed
+STEP_TIMEOUT = 150.0
+
+
+class TourFailed(Exception):
+    """A step did not reach its state; the message says which and why."""
+
+
+class Tour:
+    def __init__(self, window: Any, ctx: AppContext, out_dir: Path) -> None:
+        self.window = window
+        self.ctx = ctx
+        self.out = Path(out_dir)
+        self.n = 0
+        self.errors: list[Message] = []
+        self.shots: list[Path] = []
+        ctx.notifier.message_posted.connect(self._on_message)
+
+    def _on_message(self, msg: Message) -> None:
+        if msg.level is Level.ERROR:
+            self.errors.append(msg)
+
+    # -- waiting ------------------------------------------------------------------------
+    def wait(self, what: str, cond: Callable[[], bool], timeout: float = STEP_TIMEOUT) -> None:
+        """Run the event loop until ``cond()`` holds; fail on an error message or timeout."""
+        deadline = time.monotonic() + timeout
+        loop = QEventLoop()
+        timer = QTimer()
+        timer.setInterval(20)
+        timer.timeout.connect(loop.quit)
+        timer.start()
+        try:
+            while True:
+                if self.errors:
+                    m = self.errors[0]
+                    raise TourFailed(f"{what}: {m.title}: {m.text}")
+                if cond():
+                    return
+                if time.monotonic() > deadline:
+                    raise TourFailed(f"{what}: not done after {timeout:.0f} s")
+                loop.exec()
+        finally:
+            timer.stop()
+
+    def idle(self) -> bool:
+        return not self.ctx.runner.running
+
+    def settle(self) -> None:
+        """Let layouts and plots catch up before a screenshot."""
+        for _ in range(3):
+            QApplication.processEvents()
+            QTest.qWait(30)
+
+    def shot(self, name: str) -> Path:
+        self.n += 1
+        self.settle()
+        path = self.out / f"{self.n:02d}-{name}.png"
+        pix = self.window.grab()
+        if not pix.save(str(path)):
+            raise TourFailed(f"screenshot {path}: could not be written")
+        self.shots.append(path)
+        print(f"tour: {path.name}", file=sys.stderr)
+        return path
+
+    # -- the steps ------------------------------------------------------------------------
+    def run(self, model: Path | None) -> None:
+        w, ctx = self.window, self.ctx
+        self.out.mkdir(parents=True, exist_ok=True)
+        w.resize(*SIZE)
+        self.settle()
+        self.shot("start")
+        if model is not None:
+            w.open_path(model)
+        self.wait("open the model", lambda: ctx.session.is_open and self.idle())
+        w.go_to(Step.MODEL)
+        self.shot("model")
+
+        w.go_to(Step.TARGET)
+        target = w.page(Step.TARGET)
+        self.wait("the memory fit", lambda: target.last_fit is not None and self.idle())
+        self.shot("target")
+
+        w.go_to(Step.IMPORTANCE)
+        imp = w.page(Step.IMPORTANCE)
+        imp.collect(chunks=2)
+        self.wait("collection starts", lambda: bool(ctx.runner.running))
+        self.wait(
+            "collection progress",
+            lambda: any(j.progress is not None and j.progress.position > 0
+                        for j in ctx.runner.running) or self.idle(),
+        )  # fmt: skip
+        self.shot("importance-collecting")
+        self.wait("the importance heatmap", lambda: imp.is_done() and self.idle())
+        self.wait("the heatmap drawn", lambda: imp.heatmap.displayed_array().size > 0)
+        self.shot("importance")
+
+        imp.log_box.setChecked(not imp.log_box.isChecked())  # the other scale of the two
+        self.wait("the heatmap redrawn", lambda: imp.heatmap.displayed_array().size > 0)
+        self.shot("importance-linear" if not imp.log_box.isChecked() else "importance-log")
+        imp.log_box.setChecked(True)  # sensitivity spans decades: log scale
+
+        imp.set_statistic(imp.sensitivity_statistic())
+        self.wait("the sensitivity heatmap",
+                  lambda: self.idle() and imp.heatmap.label().startswith("sensitivity"))  # fmt: skip
+        self.shot("sensitivity")
+
+        hm = imp.heatmap
+        rows, cols = hm.displayed_array().shape
+        self.click_cell(hm, rows // 2, cols - 1)
+        self.wait("the tensor details", lambda: bool(imp.details_text()))
+        self.shot("tensor-details")
+
+    def click_cell(self, hm: Any, i: int, j: int) -> None:
+        view = hm.graphics_view()
+        pos = view.mapFromScene(hm.scene_pos_of_cell(i, j))
+        QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier(0),
+                         QPoint(int(pos.x()), int(pos.y())))  # fmt: skip
+
+
+def run_tour(window: QWidget, ctx: AppContext, out_dir: str | Path, model: Any = None) -> int:
+    """Drive the app through every step; 0 when all screenshots were taken."""
+    tour = Tour(window, ctx, Path(out_dir))
+    try:
+        tour.run(None if model is None else Path(model))
+    except TourFailed as e:
+        print(f"lwq: error: tour step {tour.n + 1} failed: {e}", file=sys.stderr)
+        return 1
+    print(f"tour: {len(tour.shots)} screenshots in {tour.out}", file=sys.stderr)
+    return 0
