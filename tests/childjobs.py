@@ -51,3 +51,10 @@ def python_bug(ctx: ChildContext) -> None:
     """A bug in lwq's own code running in the child (not an LwqError)."""
     ctx.progress(Progress(Phase.EVAL, 0, 1, "chunk 1"))
     _ = {}["missing key"]
+
+
+def niceness(ctx: ChildContext) -> int:
+    """The child's own niceness."""
+    import os
+
+    return os.nice(0)

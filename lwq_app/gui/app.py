@@ -27,6 +27,7 @@ from PySide6.QtGui import QGuiApplication, QSessionManager, QUndoStack
 from PySide6.QtWidgets import QApplication, QWidget
 
 from lwq_app import __version__
+from lwq_app.core.jobs.child_runner import set_child_niceness
 
 from .context import AppContext, Step
 from .launch import (
@@ -44,6 +45,8 @@ from .worker import JobRunner
 log = logging.getLogger("lwq.gui")
 
 TOUR_MODULE = "lwq_app.gui.tour"
+#: how much nicer than the window the core's child processes (llama.cpp) run
+CHILD_NICENESS = 5
 PLATFORM = "QT_QPA_PLATFORM"
 
 
@@ -101,6 +104,7 @@ def run(opts: LaunchOptions) -> int:
     from .shutdown import SignalWakeupBridge, hard_exit
     from .theme import ThemeFollower
 
+    set_child_niceness(CHILD_NICENESS)  # llama.cpp's threads must not starve the GUI thread
     app = make_application()
     theme = ThemeFollower(app)
     ctx = build_context(quick=opts.quick, parent=app)

@@ -119,3 +119,16 @@ def test_cancel_without_a_descriptor_polls_and_still_cancels_within_a_second(
         psutil.STATUS_ZOMBIE,
         psutil.STATUS_DEAD,
     )
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="POSIX niceness")
+def test_children_run_as_much_nicer_as_the_app_asks() -> None:
+    from lwq_app.core.jobs import child_runner
+
+    mine = os.nice(0)
+    assert run_in_child("childjobs:niceness", {}) == mine  # the CLI: the same priority
+    child_runner.set_child_niceness(3)
+    try:
+        assert run_in_child("childjobs:niceness", {}) == min(mine + 3, 19)
+    finally:
+        child_runner.set_child_niceness(0)
