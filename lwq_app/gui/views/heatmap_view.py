@@ -343,7 +343,7 @@ class HeatmapView(QWidget):
         base = float(math.floor(vals.min())) if self._log and vals.size else 0.0
         self.bars.setOpts(x0=np.full(rows.size, base), y=rows.astype(float), width=vals - base)
         how = "sum" if hm.layer_reduce == "sum" else "mean"
-        self.bar_plot.setLabel("bottom", f"layer {how}")
+        self.bar_plot.setLabel("bottom", f"log10 of layer {how}" if self._log else f"layer {how}")
         if vals.size:
             lo, hi = min(base, float(vals.min())), max(base, float(vals.max()))
             self.bar_plot.setXRange(lo, hi if hi > lo else lo + 1, padding=0.05)
