@@ -157,6 +157,29 @@ def make_synthetic(kind: str, path: Path, split_max_tensors: int = 0) -> Path:
     if kind == "moe8":
         w.add_expert_count(8)
         w.add_expert_used_count(2)
+    _write_tensors(w, mat, norm, n_layer=n_layer, n_embd=n_embd, n_ff=n_ff, n_vocab=n_vocab,
+                   kv_rows=n_head_kv * head, fused=kind == "phi3-qkv",
+                   n_expert=8 if kind == "moe8" else 0)  # fmt: skip
+    if split_max_tensors:
+        return sorted(path.parent.glob(f"{path.stem}-00001-of-*.gguf"))[0]
+    return path
+
+
+def _write_tensors(
+    w: Any,
+    mat: Any,
+    norm: Any,
+    *,
+    n_layer: int,
+    n_embd: int,
+    n_ff: int,
+    n_vocab: int,
+    kv_rows: int,
+    fused: bool,
+    n_expert: int,
+) -> None:
+    """Every tensor of a tiny llama-like model, in one fixed order (so seeded weights stay
+    the same), then the file: fused qkv + gate/up (phi3), experts, or a dense FFN."""
     w.add_tensor("token_embd.weight", mat(n_vocab, n_embd))
     w.add_tensor("output_norm.weight", norm())
     w.add_tensor("output.weight", mat(n_vocab, n_embd))
@@ -165,19 +188,19 @@ def make_synthetic(kind: str, path: Path, split_max_tensors: int = 0) -> Path:
         w.add_tensor(p + "attn_norm.weight", norm())
         w.add_tensor(p + "ffn_norm.weight", norm())
         w.add_tensor(p + "attn_output.weight", mat(n_embd, n_embd))
-        if kind == "phi3-qkv":
-            w.add_tensor(p + "attn_qkv.weight", mat(n_embd + 2 * n_head_kv * head, n_embd))
+        if fused:
+            w.add_tensor(p + "attn_qkv.weight", mat(n_embd + 2 * kv_rows, n_embd))
             w.add_tensor(p + "ffn_up.weight", mat(2 * n_ff, n_embd))
             w.add_tensor(p + "ffn_down.weight", mat(n_embd, n_ff))
             continue
         w.add_tensor(p + "attn_q.weight", mat(n_embd, n_embd))
-        w.add_tensor(p + "attn_k.weight", mat(n_head_kv * head, n_embd))
-        w.add_tensor(p + "attn_v.weight", mat(n_head_kv * head, n_embd))
-        if kind == "moe8":
-            w.add_tensor(p + "ffn_gate_inp.weight", mat(8, n_embd).astype(np.float32))
-            w.add_tensor(p + "ffn_gate_exps.weight", mat(8, n_ff, n_embd))
-            w.add_tensor(p + "ffn_up_exps.weight", mat(8, n_ff, n_embd))
-            w.add_tensor(p + "ffn_down_exps.weight", mat(8, n_embd, n_ff))
+        w.add_tensor(p + "attn_k.weight", mat(kv_rows, n_embd))
+        w.add_tensor(p + "attn_v.weight", mat(kv_rows, n_embd))
+        if n_expert:
+            w.add_tensor(p + "ffn_gate_inp.weight", mat(n_expert, n_embd).astype(np.float32))
+            w.add_tensor(p + "ffn_gate_exps.weight", mat(n_expert, n_ff, n_embd))
+            w.add_tensor(p + "ffn_up_exps.weight", mat(n_expert, n_ff, n_embd))
+            w.add_tensor(p + "ffn_down_exps.weight", mat(n_expert, n_embd, n_ff))
         else:
             w.add_tensor(p + "ffn_gate.weight", mat(n_ff, n_embd))
             w.add_tensor(p + "ffn_up.weight", mat(n_ff, n_embd))
@@ -186,9 +209,6 @@ def make_synthetic(kind: str, path: Path, split_max_tensors: int = 0) -> Path:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    if split_max_tensors:
-        return sorted(path.parent.glob(f"{path.stem}-00001-of-*.gguf"))[0]
-    return path
 
 
 def synthetic(kind: str) -> Path:
@@ -265,30 +285,9 @@ def make_tokenized(
             vtype = GGUFValueType(field.types[0])
             sub = GGUFValueType(field.types[-1]) if vtype == GGUFValueType.ARRAY else None
             w.add_key_value(key, field.contents(), vtype, sub_type=sub)
-    w.add_tensor("token_embd.weight", mat(n_vocab, n_embd))
-    w.add_tensor("output_norm.weight", norm())
-    w.add_tensor("output.weight", mat(n_vocab, n_embd))
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        w.add_tensor(p + "attn_norm.weight", norm())
-        w.add_tensor(p + "ffn_norm.weight", norm())
-        w.add_tensor(p + "attn_output.weight", mat(n_embd, n_embd))
-        if kind == "qkv":
-            w.add_tensor(p + "attn_qkv.weight", mat(n_embd + 2 * n_head_kv * head, n_embd))
-            w.add_tensor(p + "ffn_up.weight", mat(2 * n_ff, n_embd))
-            w.add_tensor(p + "ffn_down.weight", mat(n_embd, n_ff))
-            continue
-        w.add_tensor(p + "attn_q.weight", mat(n_embd, n_embd))
-        w.add_tensor(p + "attn_k.weight", mat(n_head_kv * head, n_embd))
-        w.add_tensor(p + "attn_v.weight", mat(n_head_kv * head, n_embd))
-        w.add_tensor(p + "ffn_gate_inp.weight", mat(n_expert, n_embd).astype(np.float32))
-        w.add_tensor(p + "ffn_gate_exps.weight", mat(n_expert, n_ff, n_embd))
-        w.add_tensor(p + "ffn_up_exps.weight", mat(n_expert, n_ff, n_embd))
-        w.add_tensor(p + "ffn_down_exps.weight", mat(n_expert, n_embd, n_ff))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    _write_tensors(w, mat, norm, n_layer=n_layer, n_embd=n_embd, n_ff=n_ff, n_vocab=n_vocab,
+                   kv_rows=n_head_kv * head, fused=kind == "qkv",
+                   n_expert=n_expert if kind == "moe" else 0)  # fmt: skip
     return out
 
 
