@@ -346,6 +346,8 @@ class HeatmapView(QWidget):
         self.bar_plot.setLabel("bottom", f"log10 of layer {how}" if self._log else f"layer {how}")
         if vals.size:
             lo, hi = min(base, float(vals.min())), max(base, float(vals.max()))
+            if self._log:  # at least a decade: 2.001 vs 2.009 must not look like 1 vs 9
+                hi = max(hi, base + 1)
             self.bar_plot.setXRange(lo, hi if hi > lo else lo + 1, padding=0.05)
 
     def _update_legend(self, any_missing: bool, any_nonpositive: bool) -> None:
