@@ -13,9 +13,10 @@ from typing import Any
 
 from ..jobs.errors import ModelFileError
 from .inventory import ModelInfo
+from .type_catalog import FLOAT_FTYPES
 
 #: tensor types of an unquantized model
-FLOAT_TYPES = frozenset({"F32", "F16", "BF16"})
+FLOAT_TYPES = frozenset(FLOAT_FTYPES)
 
 #: ``llama_ftype`` -> the name llama.cpp gives the file type (``llama_model_ftype_name``,
 #: without its ``MOSTLY_`` prefix); ``test_summary`` checks these against the stock mixes

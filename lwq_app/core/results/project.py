@@ -218,16 +218,21 @@ def new_state(info: ModelInfo, digest: str, base_model: Path) -> ProjectState:
     )
 
 
+def make_folder(folder: Path) -> None:
+    """Create a project folder (or the projects folder) if need be; ``OutputError`` if not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{folder}: cannot create the project folder ({e.strerror})") from None
+
+
 def ensure_project(model: str | Path | ModelInfo) -> Path:
     """Create the model's project folder if needed and record this path in ``project.json``
     (``ProjectLocked`` while another process has the project open)."""
     info = as_model_info(model)
     digest = model_hash(info)
     folder = project_path(digest)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{folder}: cannot create the project folder ({e.strerror})") from None
+    make_folder(folder)
     meta = read_project(folder)
     if meta and meta.get("tensor_data_sha256") != digest:
         raise InputError(

@@ -36,6 +36,7 @@ from .project import (
     PROJECT_VERSION,
     ProjectState,
     load_state,
+    make_folder,
     new_state,
     project_path,
     save_state,
@@ -94,13 +95,6 @@ def _record_source(source_digest: str, project_digest: str) -> None:
     text = json.dumps({"format": SOURCES_FORMAT, "sources": rows}, indent=1) + "\n"
     with contextlib.suppress(OSError, LwqError):  # only a cache: the next open upcasts again
         atomic_write_text(projects_dir() / SOURCES_FILE, text)
-
-
-def _mkdir(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{folder}: cannot create the project folder ({e.strerror})") from None
 
 
 def _existing_base(folder: Path, digest: str) -> tuple[ProjectState, ModelInfo] | None:
@@ -187,7 +181,7 @@ def _rebased(folder: Path, base: ModelInfo, digest: str) -> ProjectState:
 def _finish(
     folder: Path, state: ProjectState, base: ModelInfo, source: ModelInfo, made: bool
 ) -> OpenProjectResult:
-    _mkdir(folder)
+    make_folder(folder)
     saved = save_state(folder, state)
     return OpenProjectResult(folder, saved, base, source, made)
 
@@ -216,7 +210,7 @@ def _upcast_source(
     """Upcast into the projects folder, hash, then move into the project of that hash. The
     work file is removed on any failure or cancel; the project is written only at the end."""
     root = projects_dir()
-    _mkdir(root)
+    make_folder(root)
     work = root / f".upcast-{src_digest[:16]}-{os.getpid()}.gguf{TMP_SUFFIX}"
     try:
         upcast(
@@ -227,7 +221,7 @@ def _upcast_source(
         digest = model_hash(work, progress=phases.sink(Phase.WRITE), cancel=cancel)
         check(cancel)
         folder = project_path(digest)
-        _mkdir(folder)
+        make_folder(folder)
         found = _existing_base(folder, digest)
         if found is not None:  # the same F16 was had before (the mapping was lost)
             state, base = found
