@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -67,41 +66,18 @@ def read_lock(folder: Path) -> LockInfo | None:
     return info if info.pid > 0 else None
 
 
-def _pid_alive(pid: int) -> bool:
-    if sys.platform == "win32":  # os.kill would terminate the process there
-        import ctypes
+def _holder_runs(pid: int, since: float) -> bool:
+    """Whether process ``pid`` runs and is the one that took the lock at ``since`` (a process
+    started later reused a dead holder's pid). psutil knows both on every platform."""
+    import psutil
 
-        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined,unused-ignore]
-        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ok = kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        kernel32.CloseHandle(handle)
-        return bool(ok) and code.value == 259  # STILL_ACTIVE
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:  # someone else's process: it runs, its start is unknown
         return True
-    return True
-
-
-def _started_after(pid: int, since: float) -> bool:
-    """Whether process ``pid`` started after ``since`` (so it reused a dead holder's pid).
-    Known on Linux only (``/proc``); elsewhere False."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime
-        btime = next(
-            int(ln.split()[1]) for ln in Path("/proc/stat").read_text().splitlines()
-            if ln.startswith("btime")
-        )  # fmt: skip
-        start = btime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return False
-    return start > since + 2.0  # btime is whole seconds
+    return started <= since + 2.0  # start times are rounded (whole seconds on Linux)
 
 
 def _live(info: LockInfo, lock: Path) -> bool:
@@ -111,7 +87,7 @@ def _live(info: LockInfo, lock: Path) -> bool:
     if info.pid == os.getpid():
         with _HELD_GUARD:
             return lock.resolve() in _HELD
-    return _pid_alive(info.pid) and not _started_after(info.pid, info.since)
+    return _holder_runs(info.pid, info.since)
 
 
 def _locked_error(folder: Path, info: LockInfo) -> ProjectLocked:
