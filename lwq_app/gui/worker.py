@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from superqt.utils import create_worker
 
-from lwq_app.core.jobs import Cancelled, CancelToken, EtaEstimator, Progress
+from lwq_app.core.jobs import Cancelled, CancelToken, EtaEstimator, Progress, Throttle
 
 from .notifier import Notifier
 
@@ -44,7 +43,6 @@ class Job:
     eta: EtaEstimator = field(default_factory=EtaEstimator)
     progress: Progress | None = None
     seconds_left: float | None = None
-    started: float = field(default_factory=time.monotonic)
     #: the thread the core function ran on (set by the worker; never the GUI thread)
     thread_name: str = ""
     done: bool = False
@@ -78,7 +76,6 @@ class JobRunner(QObject):
         self._notifier = notifier
         self._ids = itertools.count(1)
         self._jobs: dict[int, Job] = {}
-        self._workers: dict[int, Any] = {}
         self._slots: dict[int, tuple[Any, ...]] = {}
         self._relay = _Relay(self)
         self._relay.progressed.connect(self._on_progress)
@@ -99,14 +96,8 @@ class JobRunner(QObject):
         """Run ``fn(request, progress=…, cancel=…)`` off the GUI thread; slots run on it."""
         job = Job(next(self._ids), title)
         relay = self._relay
-        last = [0.0]
-
-        def sink(p: Progress) -> None:  # worker thread
-            now = time.monotonic()
-            final = p.total > 0 and p.done >= p.total
-            if p.done == 0 or final or now - last[0] >= PROGRESS_INTERVAL:
-                last[0] = now
-                relay.progressed.emit(job, p)
+        # called on the worker thread; the first and last events always pass
+        sink = Throttle(lambda p: relay.progressed.emit(job, p), PROGRESS_INTERVAL)
 
         def run() -> None:  # worker thread
             job.thread_name = threading.current_thread().name
@@ -120,9 +111,8 @@ class JobRunner(QObject):
             else:
                 relay.ended.emit(job, result, None)
 
-        worker = create_worker(run, _start_thread=False)
+        worker = create_worker(run, _start_thread=False)  # superqt keeps it until it ends
         self._jobs[job.id] = job
-        self._workers[job.id] = worker
         self._slots[job.id] = (on_result, on_error, on_cancel)
         self.job_started.emit(job)
         worker.start()
@@ -154,7 +144,6 @@ class JobRunner(QObject):
 
     def _on_ended(self, job: Job, result: Any, exc: BaseException | None) -> None:
         on_result, on_error, on_cancel = self._slots.pop(job.id, (None, None, None))
-        self._workers.pop(job.id, None)
         self._jobs.pop(job.id, None)
         job.done = True
         try:
