@@ -26,6 +26,7 @@ from .heatmap import (
     sensitivity_heatmap,
     stats_heatmap,
 )
+from .overlay import tensor_values
 from .sensitivity import (
     CANDIDATES,
     Sensitivity,
@@ -75,4 +76,5 @@ __all__ = [
     "read_text_file",
     "sensitivity_heatmap",
     "stats_heatmap",
+    "tensor_values",
 ]

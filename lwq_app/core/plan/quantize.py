@@ -133,6 +133,8 @@ def validate_job(
         )
     if imatrix is not None:
         imatrix.check_model(model, needs)
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; the output must be a file name (….gguf)")
     if out.resolve() in {p.resolve() for p in model.paths}:
         raise OutputError(f"{out}: output would overwrite the input model")
     check_writable_dir(out)
