@@ -92,9 +92,13 @@ def cpu_class() -> str:
     llama-perplexity's goldens for quantized models are kept per class."""
     import llama_cpp
 
+    from lwq_app.core.engine import cpu_extra_buffers_safe
+
     info = llama_cpp.llama_print_system_info().decode()
     if "AVX512 = 1" in info:
-        return "avx512"
+        # on an AMX CPU the engine turns llama.cpp's extra buffer types off (they crash), so
+        # its kernels are the plain ones of ``llama-perplexity --no-repack``: a class of its own
+        return "avx512" if cpu_extra_buffers_safe() else "avx512-no-repack"
     return "avx2" if "AVX2 = 1" in info else "other"
 
 

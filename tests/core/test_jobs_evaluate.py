@@ -73,14 +73,15 @@ def recorded(job: Job, request: Any) -> tuple[Any, list[tuple[float, Progress]]]
 
 
 def check_progress(events: list[tuple[float, Progress]]) -> None:
-    """Every phase of >= 2 s: >= 3 intermediate events, no gap over 2 s; ``overall`` (where
-    set) never goes back."""
+    """Every phase of >= 2 s: >= 3 intermediate events, no gap over 4 s; ``overall`` (where
+    set) never goes back. Events come once per chunk (~1 s of F16 SmolLM2 on 2 threads); a
+    loaded 2-core CI runner once took 2.2 s for one, so the bound is twice that."""
     runs = [list(g) for _, g in itertools.groupby(events, key=lambda e: e[1].phase)]
     for i, evs in enumerate(runs):  # each run of consecutive events of one phase, which
         phase = evs[0][1].phase  # lasts until the next phase's first event
         times = [t for t, _ in evs] + ([runs[i + 1][0][0]] if i + 1 < len(runs) else [])
         gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert max(gaps, default=0) <= 2.0, (phase, gaps)
+        assert max(gaps, default=0) <= 4.0, (phase, gaps)
         if times[-1] - times[0] >= 2.0:
             assert len([p for _, p in evs if 0 < p.done < p.total]) >= 3, phase
     overall = [p.overall for _, p in events if p.overall is not None]

@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(ROOT))
 
 import fixtures  # noqa: E402
+from lwq_app.core.engine import cpu_extra_buffers_safe  # noqa: E402
 from lwq_app.core.modelfile.inventory import open_model, per_tensor_hashes  # noqa: E402
 from lwq_app.core.plan.stock_mixes import QUANT_PRESETS  # noqa: E402
 
@@ -254,6 +255,8 @@ def golden_perplexity(tools: Path, work: Path) -> None:
             "--kl-divergence-base",
             str(kld),
             "--kl-divergence",
+            # where lwq's engine turns the extra buffer types off (AMX CPUs), so does the golden
+            *([] if cpu_extra_buffers_safe() else ["--no-repack"]),
         ],
         # k-quant kernels round differently on AVX2 and AVX-512 CPUs: one golden per class
         HERE / f"perplexity-q4_k_m-kld.{fixtures.cpu_class()}.log",

@@ -14,7 +14,7 @@ to_float).
 
 from __future__ import annotations
 
-from .common import captured_log, ggml_type_traits, llama_cpp_version
+from .common import captured_log, cpu_extra_buffers_safe, ggml_type_traits, llama_cpp_version
 from .completion import greedy_completion
 from .context import EvalCallback, LlamaSession, SessionInfo
 from .graph import CollectResult, collect_activations
@@ -29,6 +29,7 @@ __all__ = [
     "SessionInfo",
     "captured_log",
     "collect_activations",
+    "cpu_extra_buffers_safe",
     "ggml_type_traits",
     "greedy_completion",
     "llama_cpp_version",

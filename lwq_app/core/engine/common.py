@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +36,60 @@ def _backend_init() -> None:
     if not _backend_ready:
         _lib().llama_backend_init()
         _backend_ready = True
+
+
+#: the CPU extra buffer type that crashes (``ggml_backend_amx_mul_mat`` segfaults on Sapphire
+#: Rapids: llama.cpp #20824, open without a fix). On this project's AMX machines every decode
+#: of a Q4_0, Q8_0 or Q4_K tensor of SmolLM2 died with SIGSEGV, Q5_0 (no AMX kernel) did not.
+_CRASHING_CPU_FEATURE = "AMX_INT8 = 1"
+
+
+def cpu_extra_buffers_safe() -> bool:
+    """Whether llama.cpp's CPU extra buffer types (AMX, repacked layouts) may be used here.
+
+    They may not on a CPU with AMX: llama.cpp offers no switch for AMX alone, so there both
+    go (the weights stay in the plain CPU buffer, as with ``--no-extra-bufts``, slower on
+    repacked Q4_0 but correct). ``LWQ_CPU_EXTRA_BUFFERS=1`` forces them on (a build known
+    to be fixed), ``=0`` off."""
+    forced = os.environ.get("LWQ_CPU_EXTRA_BUFFERS", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    _backend_init()
+    info = _lib().llama_print_system_info().decode("utf-8", "replace")
+    return _CRASHING_CPU_FEATURE not in info
+
+
+def model_params(gpu_layers: int = 0) -> Any:
+    """llama.cpp's default model parameters with ``gpu_layers`` offloaded and the CPU's
+    extra buffer types off where they crash (``cpu_extra_buffers_safe``)."""
+    mp = _lib().llama_model_default_params()
+    mp.n_gpu_layers = gpu_layers
+    if not cpu_extra_buffers_safe():
+        mp.use_extra_bufts = False
+    return mp
+
+
+@contextlib.contextmanager
+def safe_default_model_params() -> Iterator[None]:
+    """While active, ``llama_cpp.Llama`` builds its model parameters with ``model_params``
+    (it takes no argument for the extra buffer types)."""
+    import llama_cpp.llama_cpp as low
+
+    original = low.llama_model_default_params
+    if cpu_extra_buffers_safe():
+        yield
+        return
+
+    def patched() -> Any:
+        mp = original()
+        mp.use_extra_bufts = False
+        return mp
+
+    low.llama_model_default_params = patched
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = original
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..jobs.errors import ModelFileError
-from .common import LogTail, _init_null_log, captured_log, with_reason
+from .common import LogTail, _init_null_log, captured_log, safe_default_model_params, with_reason
 
 
 def greedy_completion(
@@ -37,7 +37,7 @@ def greedy_completion(
         kwargs["n_threads"] = threads
     tail = LogTail()
     try:
-        with captured_log(tail):
+        with captured_log(tail), safe_default_model_params():
             llm = Llama(**kwargs)
     except ValueError as e:  # llama_cpp's "Failed to load model from file"
         raise ModelFileError(

@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 
 from ..jobs.errors import Cancelled, InputError, JobFailed, ModelFileError
-from .common import LogTail, _backend_init, _init_null_log, _lib, captured_log, with_reason
+from .common import (
+    LogTail,
+    _backend_init,
+    _init_null_log,
+    _lib,
+    captured_log,
+    model_params,
+    with_reason,
+)
 from .prototypes import GGML, ThreadpoolParams
 
 #: ``cb_eval(tensor_ptr, ask, user_data) -> bool``: ggml's scheduler eval callback. With
@@ -127,8 +135,7 @@ class LlamaSession:
 
     def _load_model(self, path: str, gpu_layers: int, on_load: LoadProgress | None) -> None:
         lc = self._lc
-        mp = lc.llama_model_default_params()
-        mp.n_gpu_layers = gpu_layers
+        mp = model_params(gpu_layers)
         aborted = [False]
         if on_load is not None:
 

@@ -25,7 +25,15 @@ from typing import Any
 import numpy as np
 
 from ..jobs.errors import InputError, JobFailed, ModelFileError
-from .common import LogTail, _backend_init, _init_null_log, _lib, captured_log, with_reason
+from .common import (
+    LogTail,
+    _backend_init,
+    _init_null_log,
+    _lib,
+    captured_log,
+    model_params,
+    with_reason,
+)
 from .prototypes import GGML, GGML_TYPE_F32, GgmlTensor
 
 _op_ids: dict[str, int] = {}
@@ -289,8 +297,7 @@ def collect_activations(
     collector = ImatrixCollector(process_output)
     t0 = time.monotonic()
 
-    mparams = lc.llama_model_default_params()
-    mparams.n_gpu_layers = gpu_layers
+    mparams = model_params(gpu_layers)
     tail = LogTail()
     with captured_log(tail):
         model = lc.llama_model_load_from_file(model_path.encode(), mparams)
