@@ -303,3 +303,39 @@ def tokenized(kind: str) -> Path:
         make_tokenized(kind, tmp)
         tmp.replace(out)
     return out
+
+
+# --- a deep model, for the plan editor's speed ---------------------------------------------
+
+
+def make_deep(path: Path, n_layer: int = 80) -> Path:
+    """A random-weight llama of ``n_layer`` layers with the narrowest widths that keep every
+    k-quant valid (rows of 256, so a Q4_K_M plan has no fallbacks): n_embd = n_ff = 256,
+    GQA 8/2, vocab 256. About 0.7 MB of F16 per layer (≈ 57 MB at 80 layers): the matrices
+    cannot be narrower without making every tensor a fallback."""
+    from gguf import GGUFWriter
+
+    rng = np.random.default_rng([SEED, zlib.crc32(f"lwq-deep-{n_layer}".encode())])
+    n_embd, n_ff, n_vocab, n_head, n_head_kv = 256, 256, 256, 8, 2
+
+    def mat(*np_shape: int) -> np.ndarray:
+        return (rng.standard_normal(np_shape) * 0.02).astype(np.float16)
+
+    def norm() -> np.ndarray:
+        return np.ones(n_embd, np.float32)
+
+    w = GGUFWriter(path, arch="llama")
+    _writer_common(w, "llama", n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab)
+    _write_tensors(w, mat, norm, n_layer=n_layer, n_embd=n_embd, n_ff=n_ff, n_vocab=n_vocab,
+                   kv_rows=n_head_kv * (n_embd // n_head), fused=False, n_expert=0)  # fmt: skip
+    return path
+
+
+def deep_model(n_layer: int = 80) -> Path:
+    """``make_deep(n_layer)``, cached."""
+    out = cache_dir() / f"deep-{n_layer}-v{FIXTURE_VERSION}.gguf"
+    if not out.exists():
+        tmp = out.with_suffix(".part")
+        make_deep(tmp, n_layer)
+        tmp.replace(out)
+    return out

@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 #: options whose value may start with "-" (``--target-size -1GB``): argparse would take the
 #: value for an option and print a usage error naming neither; glued (``--target-size=-1GB``)
 #: the value reaches the one check that names the option
-_SIGNED_VALUES = frozenset({"--target-size", "--target-memory", "--target-bpw"})
+_SIGNED_VALUES = frozenset(
+    {"--target-size", "--target-data-size", "--target-memory", "--target-bpw"}
+)
 
 
 def _glue_signed_values(argv: Sequence[str]) -> list[str]:

@@ -36,6 +36,23 @@ def _load_plan(a: argparse.Namespace) -> Any:
     )
 
 
+def _file_size(a: argparse.Namespace, plan: Any) -> Any:
+    """The ``FileSize`` of the GGUF ``lwq quantize`` writes for ``plan`` (with ``--imatrix``)."""
+    from ..core.modelfile.inventory import open_model
+    from ..core.plan.file_size import predict_file_size
+
+    imatrix = Path(a.imatrix) if getattr(a, "imatrix", None) else None
+    return predict_file_size(plan, open_model(Path(a.model)), imatrix=imatrix)
+
+
+def _sizes_line(fs: Any) -> str:
+    """``file 98.20 MB on disk (tensor data 96.40 MB + metadata and padding 1.80 MB)``."""
+    return (
+        f"file {format_size(fs.total)} on disk (tensor data {format_size(fs.tensor_data)} + "
+        f"metadata and padding {format_size(fs.metadata + fs.padding)})"
+    )
+
+
 def _print_plan_summary(plan: Any, out: TextIO) -> None:
     print(f"{'layer':>6} {'params':>10} {'size':>12} {'bpw':>6}  types", file=out)
     for r in plan.layer_summary():
@@ -47,7 +64,7 @@ def _print_plan_summary(plan: Any, out: TextIO) -> None:
             file=out,
         )
     print(
-        f"total: {format_size(plan.size_bytes)} ({plan.size_bytes} bytes of tensor data), "
+        f"total: tensor data {format_size(plan.size_bytes)} ({plan.size_bytes} bytes), "
         f"{plan.bpw:.4f} bpw",
         file=out,
     )
@@ -65,11 +82,13 @@ def cmd_plan(a: argparse.Namespace) -> int:
         return _plan_auto(a)
     r = _load_plan(a)
     _print_plan_summary(r.plan, sys.stderr)
+    fs = _file_size(a, r.plan)
+    err(_sizes_line(fs))
     if a.output:
         r.plan.save(a.output)
         err(f"wrote {a.output}")
     if a.json:
-        emit_json(r.to_json())
+        emit_json({**r.to_json(), "file_bytes": fs.total})
     return 0
 
 
@@ -133,9 +152,13 @@ def _budget(a: argparse.Namespace) -> Any:
         return BpwBudget(a.target_bpw)
     if a.target_size is not None:
         return SizeBudget.parse(a.target_size)
+    if a.target_data_size is not None:
+        return SizeBudget.parse(a.target_data_size, on_disk=False)
     if a.target_memory is not None:
         return MemoryBudget.parse(a.target_memory, a.context, a.gpu_layers)
-    raise InputError("--auto needs one of --target-bpw, --target-size, --target-memory")
+    raise InputError(
+        "--auto needs one of --target-bpw, --target-size, --target-data-size, --target-memory"
+    )
 
 
 def _calibration_for(a: argparse.Namespace) -> Any:
@@ -179,10 +202,16 @@ def _plan_auto(a: argparse.Namespace) -> int:
     elif r.calibration_path is not None:
         err(f"using calibration from {r.calibration_path}")
     _print_plan_summary(r.plan, sys.stderr)
-    budget = r.budget
+    budget, fs = r.budget, r.file_size
+    err(_sizes_line(fs))
+    used = (
+        f"file {format_size(fs.total)} on disk"
+        if budget.on_disk
+        else f"tensor data {format_size(r.plan.size_bytes)}"
+    )
     err(
-        f"budget {budget.label}: {format_size(budget.bytes)}, plan uses "
-        f"{format_size(r.plan.size_bytes)} ({100 * r.used:.2f}%)"
+        f"budget {budget.label}: {format_size(budget.bytes)} {budget.kind}, plan: {used} "
+        f"({100 * r.used:.2f}%)"
     )
     ex = r.explanation
     err(
@@ -212,7 +241,14 @@ def register(sub: Any) -> None:
     p.add_argument("--set", action="append", metavar="TENSOR=TYPE", help="change one tensor's type")
     t = p.add_mutually_exclusive_group()
     t.add_argument("--target-bpw", type=float, metavar="X", help="bits per weight budget")
-    t.add_argument("--target-size", metavar="SIZE", help="tensor-data budget, e.g. 3.9GB")
+    t.add_argument(
+        "--target-size",
+        metavar="SIZE",
+        help="size of the GGUF file on disk (tensor data, metadata and padding), e.g. 3.9GB",
+    )
+    t.add_argument(
+        "--target-data-size", metavar="SIZE", help="size of the tensor data only, e.g. 3.8GB"
+    )
     t.add_argument("--target-memory", metavar="SIZE", help="memory incl. KV cache, e.g. 8GiB")
     p.add_argument("--context", type=int, default=4096, metavar="N", help="for --target-memory")
     p.add_argument("--max-rows", type=int, default=256, metavar="N", help="rows sampled")

@@ -101,3 +101,46 @@ def test_quantize_cli_end_to_end(tmp_path: Path) -> None:
     d = json.loads(r.stdout)
     assert d["n_overrides"] == 58 and Path(d["sidecar"]).exists() and out.exists()
     assert "quantize [" in r.stderr  # the progress bar
+
+
+def test_plan_says_which_size_is_which() -> None:
+    """``lwq plan`` prints the tensor data and the file on disk; ``--json`` has both."""
+    from lwq_app.core.modelfile.inventory import open_model
+    from lwq_app.core.plan import plan_from_preset, predict_file_size
+
+    model = fixtures.synthetic("gqa4-untied")
+    r = lwq("plan", str(model), "--preset", "Q4_K_M", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    m = open_model(model)
+    fs = predict_file_size(plan_from_preset(m, "Q4_K_M"), m)
+    assert d["file_bytes"] == fs.total and d["size_bytes"] == fs.tensor_data
+    assert "total: tensor data " in r.stderr and " on disk (tensor data " in r.stderr
+
+
+#: candidate types of the auto-plan tests: quick to measure
+QUICK_TYPES = "Q4_0,Q5_0,Q8_0,Q3_K,Q4_K,Q5_K,Q6_K,F16"
+
+
+def test_plan_auto_budget_on_disk_or_of_tensor_data() -> None:
+    """``--target-size`` is the file on disk, ``--target-data-size`` its tensor data."""
+    from lwq_app.core.modelfile.inventory import open_model
+    from lwq_app.core.plan import plan_from_preset, predict_file_size
+
+    model = fixtures.synthetic("gqa4-untied")
+    m = open_model(model)
+    size = predict_file_size(plan_from_preset(m, "Q4_K_M"), m).total
+    common = ("--max-rows", "16", "--types", QUICK_TYPES, "--json")
+    r = lwq("plan", str(model), "--auto", "--target-size", f"{size}B", *common)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["budget_on_disk"] and 0.99 * size <= d["file_bytes"] <= size
+    assert d["used"] == d["file_bytes"] / size
+    assert f"budget {size}B: " in r.stderr and " on disk, plan: file " in r.stderr
+    r = lwq("plan", str(model), "--auto", "--target-data-size", f"{size}B", *common)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert not d["budget_on_disk"] and d["size_bytes"] <= size < d["file_bytes"]
+    assert " of tensor data, plan: tensor data " in r.stderr
+    bad = lwq("plan", str(model), "--auto", "--target-data-size", "-1GB")
+    assert bad.returncode == 1 and "--target-data-size: size '-1GB' is negative" in bad.stderr

@@ -80,6 +80,7 @@ from .targets import (
     Placement,
     TargetFit,
     TargetFitRequest,
+    plan_fit,
     target_fit,
 )
 from .task_files import (
@@ -143,6 +144,7 @@ __all__ = [
     "markdown_table",
     "measure_buffers",
     "measure_memory_fit",
+    "plan_fit",
     "read_key",
     "run_tasks",
     "save_base_logits",

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from ..jobs.atomic import atomic_write_text
@@ -30,8 +31,8 @@ from ..jobs.errors import InputError, LwqError, PlanError, shown
 from ..jobs.paths import cache_dir
 from ..jobs.progress import CancelToken, Phase, Phases, Progress, ProgressSink, check, no_progress
 from ..modelfile.hashing import model_hash
-from ..modelfile.inventory import ModelInfo, open_model
-from ..plan.quant_plan import plan_from_preset
+from ..modelfile.inventory import ModelInfo, open_model, tensor_kind, tensor_layer
+from ..plan.quant_plan import QuantPlan, plan_from_preset
 from ..plan.stock_mixes import QUANT_PRESETS, check_preset
 from .devices import Device
 from .hardware import (
@@ -63,6 +64,7 @@ __all__ = [
     "TargetSpec",
     "builtin_profiles",
     "load_profiles",
+    "plan_fit",
     "save_profiles",
     "target_fit",
     "this_machine",
@@ -128,6 +130,9 @@ class TargetFit:
     #: repeating layers on the GPU, and whether the output layer is there
     offloaded_layers: int = 0
     output_on_device: bool = False
+    #: what ``plan_fit`` needs to fit any plan the same way: the target and the placement
+    target: TargetSpec | None = None
+    placement: Placement | None = None
 
 
 @dataclass(frozen=True)
@@ -159,15 +164,28 @@ def weight_split(
     model: ModelInfo, sizes: Mapping[str, int], placement: Placement
 ) -> tuple[int, int]:
     """(device, host) bytes of the weights, tensor by tensor (``sizes``: name -> bytes)."""
+    items = ((t.name, sizes[t.name]) for t in model.tensors)
+    return _split(items, model.tied_embeddings, placement)
+
+
+@lru_cache(maxsize=1 << 16)
+def _layer_kind(name: str) -> tuple[int | None, str]:
+    return tensor_layer(name), tensor_kind(name)
+
+
+def _split(items: Iterable[tuple[str, int]], tied: bool, placement: Placement) -> tuple[int, int]:
+    """(device, host) bytes of (tensor name, bytes) pairs; ``tied``: no ``output.weight``."""
     device = host = 0
-    for t in model.tensors:
-        n = sizes[t.name]
-        if placement.on_device(t.layer, t.kind):
+    embd: int | None = None
+    for name, n in items:
+        if name == "token_embd.weight":
+            embd = n
+        if placement.on_device(*_layer_kind(name)):
             device += n
         else:
             host += n
-    if model.tied_embeddings and placement.output_on_device and "token_embd.weight" in sizes:
-        device += sizes["token_embd.weight"]  # llama.cpp's TENSOR_DUPLICATED output copy
+    if tied and placement.output_on_device and embd is not None:
+        device += embd  # llama.cpp's TENSOR_DUPLICATED output copy
     return device, host
 
 
@@ -259,7 +277,23 @@ def target_fit(
         note=_note(t, measured, placement),
         offloaded_layers=placement.repeating if kind == "discrete" else 0,
         output_on_device=placement.output_on_device and kind == "discrete",
+        target=t,
+        placement=placement,
     )
+
+
+def plan_fit(fit: TargetFit, plan: QuantPlan, label: str | None = None) -> MixFit:
+    """Any plan on ``fit``'s target, counted as ``target_fit`` counts a stock mix (``label``
+    default: the plan's preset, else "plan"); instant: the buffers are ``fit``'s."""
+    if fit.target is None or fit.placement is None:
+        raise InputError("plan_fit: this TargetFit does not keep its target (made by target_fit?)")
+    if plan.n_layer != fit.placement.n_layer:
+        raise PlanError(
+            f"plan_fit: the plan is for a model of {plan.n_layer} layers, the fit for "
+            f"{fit.placement.n_layer}"
+        )
+    return _plan_fit(plan, label or plan.preset or "plan", fit.target, fit.buffers,
+                     fit.placement, fit.measured)  # fmt: skip
 
 
 def _mix_fit(
@@ -271,17 +305,28 @@ def _mix_fit(
     measured: bool,
 ) -> MixFit:
     plan = plan_from_preset(model, preset)
-    sizes = {tp.name: tp.size_bytes for tp in plan.tensors}
-    label = plan.preset or preset
+    return _plan_fit(plan, plan.preset or preset, t, b, placement, measured)
+
+
+def _plan_fit(
+    plan: QuantPlan,
+    label: str,
+    t: TargetSpec,
+    b: RuntimeBuffers,
+    placement: Placement,
+    measured: bool,
+) -> MixFit:
+    items = [(tp.name, tp.size_bytes) for tp in plan.tensors]
     kind = t.memory_kind
     if kind != "discrete":  # one memory: weights counted once (mapped, not copied)
-        w = sum(sizes.values())
+        w = sum(n for _, n in items)
         comp = b.compute + b.output
         if kind == "cpu":
             return MixFit(label, 0, w, 0, b.kv_cache, 0, comp, w + b.total <= t.host_budget)
         return MixFit(label, w, 0, b.kv_cache, 0, comp, 0, w + b.total <= t.device_budget)
-    w_dev, w_host = weight_split(model, sizes, placement)
-    kv_dev, kv_host, c_dev, c_host = _split_buffers(b, placement, model.n_layer, measured)
+    tied = not any(name == "output.weight" for name, _ in items)
+    w_dev, w_host = _split(items, tied, placement)
+    kv_dev, kv_host, c_dev, c_host = _split_buffers(b, placement, plan.n_layer, measured)
     fits = w_dev + kv_dev + c_dev <= t.device_budget and w_host + kv_host + c_host <= t.host_budget
     return MixFit(label, w_dev, w_host, kv_dev, kv_host, c_dev, c_host, fits)
 

@@ -16,26 +16,12 @@ from typing import Literal
 
 import numpy as np
 
-from ..modelfile.inventory import ModelInfo, tensor_kind, tensor_layer
+from ..modelfile.inventory import KIND_ORDER as KIND_ORDER  # moved; importable from here
+from ..modelfile.inventory import ModelInfo, kind_sort_key, tensor_kind, tensor_layer
 from .sensitivity import Sensitivity
 from .statistics import ImatrixStats
 
 SENSITIVITY_PREFIX = "sensitivity:"
-
-#: columns in a stable, readable order; other kinds follow alphabetically
-KIND_ORDER = (
-    "attn_q",
-    "attn_k",
-    "attn_v",
-    "attn_qkv",
-    "attn_output",
-    "ffn_gate",
-    "ffn_up",
-    "ffn_down",
-    "ffn_gate_exps",
-    "ffn_up_exps",
-    "ffn_down_exps",
-)
 
 STAT_FIELDS: tuple[str, ...] = (
     "sum_act2",
@@ -91,8 +77,8 @@ def layer_profile(hm: Heatmap) -> np.ndarray:
     return np.where(n > 0, out, np.nan)
 
 
-def _kind_key(k: str) -> tuple[int, str]:
-    return (KIND_ORDER.index(k) if k in KIND_ORDER else len(KIND_ORDER), k)
+#: the column order (moved to ``modelfile.inventory.kind_sort_key``; old name kept)
+_kind_key = kind_sort_key
 
 
 def heatmap(

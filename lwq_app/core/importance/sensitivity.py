@@ -32,11 +32,10 @@ from ..jobs.progress import CancelToken, Phase, Progress, ProgressSink, check, n
 from ..modelfile.hashing import model_hash, sha256_file, sha256_text
 from ..modelfile.imatrix_file import Imatrix, read_imatrix
 from ..modelfile.inventory import ModelInfo, TensorInfo, open_model
-from ..modelfile.type_catalog import PLANNABLE, TYPES, valid_types
+from ..modelfile.type_catalog import CANDIDATES as CANDIDATES  # moved; importable from here
+from ..modelfile.type_catalog import TYPES, valid_types
 from ..plan.stock_mixes import tensor_requires_imatrix
 
-#: candidate types measured by default (F16 is the lossless top of every frontier)
-CANDIDATES: tuple[str, ...] = tuple(t for t in PLANNABLE if t not in ("BF16", "F32"))
 SENS_VERSION = 1
 
 

@@ -13,7 +13,6 @@ stamps every event with its ``overall`` position.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -201,12 +200,16 @@ class CancelToken:
                     os.write(w, b"x")
             return self._pipe[0]
 
-    def __del__(self) -> None:
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        # ``_close`` bound at definition: at interpreter exit the module's globals may be gone
+        # already (a "'NoneType' object is not callable" was printed after a failed tour)
         pipe = getattr(self, "_pipe", None)
         if pipe is not None:
             for fd in pipe:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+                try:  # noqa: SIM105 - not contextlib.suppress: it may be gone too at exit
+                    _close(fd)
+                except OSError:
+                    pass
 
 
 def check(cancel: CancelToken | None) -> None:

@@ -31,9 +31,11 @@ from .imatrix_file import (
     write_imatrix,
 )
 from .inventory import (
+    KIND_ORDER,
     ModelInfo,
     TensorInfo,
     allows_quantization,
+    kind_sort_key,
     open_model,
 )
 from .summary import (
@@ -43,6 +45,8 @@ from .summary import (
     summarize,
 )
 from .type_catalog import (
+    CANDIDATES,
+    PLANNABLE,
     QuantType,
     effective_type,
     get_type,
@@ -58,6 +62,9 @@ from .upcast import (
 )
 
 __all__ = [
+    "CANDIDATES",
+    "KIND_ORDER",
+    "PLANNABLE",
     "GGUFHeader",
     "HashRequest",
     "HashResult",
@@ -76,6 +83,7 @@ __all__ = [
     "get_type",
     "hash_model",
     "is_float_model",
+    "kind_sort_key",
     "llama_order_key",
     "model_hash",
     "open_model",

@@ -29,10 +29,12 @@ from .type_catalog import TYPES_BY_ID, tensor_bytes
 
 # names that moved to gguf_header (naming rules) and hashing, still importable from here
 __all__ = [
+    "KIND_ORDER",
     "ModelInfo",
     "TensorInfo",
     "allows_quantization",
     "as_model_info",
+    "kind_sort_key",
     "llama_order_key",
     "open_model",
     "per_tensor_hashes",
@@ -42,6 +44,30 @@ __all__ = [
     "tensor_kind",
     "tensor_layer",
 ]
+
+#: tensor kinds in the column order of every layers × kinds view (heatmaps, the plan editor);
+#: other kinds follow alphabetically
+KIND_ORDER: tuple[str, ...] = (
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_qkv",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+    "ffn_gate_exps",
+    "ffn_up_exps",
+    "ffn_down_exps",
+)
+_KIND_RANK = {k: i for i, k in enumerate(KIND_ORDER)}
+
+
+def kind_sort_key(kind: str) -> tuple[int, str]:
+    """Sort key of a tensor kind (``attn_q``…): ``KIND_ORDER`` first, then alphabetical, so
+    the heatmap and the plan grid put the same column in the same place."""
+    return (_KIND_RANK.get(kind, len(KIND_ORDER)), kind)
+
 
 #: substrings that keep a tensor out of quantization (tensor_allows_quantization)
 _NEVER_QUANTIZED = (

@@ -98,6 +98,11 @@ PLANNABLE: tuple[str, ...] = (
 )
 
 
+#: the types Auto (and the plan editor's ladders) consider per tensor: every plannable type but
+#: BF16/F32 (F16 is the lossless top of every frontier)
+CANDIDATES: tuple[str, ...] = tuple(t for t in PLANNABLE if t not in ("BF16", "F32"))
+
+
 def get_type(name: str) -> QuantType:
     """Look a type up by name (case-insensitive); unknown names raise ``KeyError`` naming it."""
     t = TYPES.get(name.upper())

@@ -1,13 +1,16 @@
-"""Optimization: budgets, the automatic plan under a budget and the KLD calibration of the
-proxy it uses.
+"""Optimization: budgets, the automatic plan under a budget, the KLD calibration of the
+proxy it uses, the predicted KLD of any plan and the plan editor's live readouts.
 
-Jobs: ``auto_plan(AutoPlanRequest)``, ``calibrate(CalibrateRequest)``.
+Jobs: ``auto_plan(AutoPlanRequest)``, ``calibrate(CalibrateRequest)``. Instant:
+``predict_kld`` / ``KldPredictor``, ``ReadoutContext.readout``.
 """
 
 from __future__ import annotations
 
 from .auto_plan import (
     DISABLED,
+    MAX_RESOLVES,
+    SIZE_OPTIONS,
     AutoPlan,
     AutoPlanRequest,
     AutoPlanResult,
@@ -42,13 +45,28 @@ from .calibration import (
     calibrate,
     groups,
 )
+from .prediction import (
+    CALIBRATED_LABEL,
+    PROXY_LABEL,
+    KldPrediction,
+    KldPredictor,
+    predict_kld,
+)
+from .readout import (
+    PlanReadout,
+    ReadoutContext,
+)
 
 __all__ = [
+    "CALIBRATED_LABEL",
     "DEFAULT_CHUNKS",
     "DEFAULT_GROUPS",
     "DEFAULT_TEXT",
     "DISABLED",
+    "MAX_RESOLVES",
     "PROBES",
+    "PROXY_LABEL",
+    "SIZE_OPTIONS",
     "AutoPlan",
     "AutoPlanRequest",
     "AutoPlanResult",
@@ -61,8 +79,12 @@ __all__ = [
     "CalibrationRun",
     "CalibrationSource",
     "Explanation",
+    "KldPrediction",
+    "KldPredictor",
     "MemoryBudget",
     "Option",
+    "PlanReadout",
+    "ReadoutContext",
     "SizeBudget",
     "TensorDelta",
     "auto_plan",
@@ -75,5 +97,6 @@ __all__ = [
     "frontier",
     "groups",
     "nearest_preset",
+    "predict_kld",
     "solve_plan",
 ]

@@ -7,6 +7,14 @@ on the convex hull, and a greedy multiple-choice-knapsack pass then spends what 
 the best Δerr/Δbytes upgrades that still fit. The result never exceeds the budget; ties are
 broken by name, so the plan is deterministic (``solve_plan``).
 
+A budget on disk (``SizeBudget``, the default: the size users see, as llama.cpp's model
+cards list it) is the whole GGUF: the solver gets what is left after the file's metadata and
+alignment padding (``plan.file_size``), and a plan whose predicted file is still over (the
+padding depends on the chosen sizes) is solved again with less, so the file the quantize job
+writes never exceeds it, whatever the output is named. A tensor-data budget
+(``SizeBudget(..., on_disk=False)``, bits per weight, the weights' share of a memory budget)
+counts tensor bytes only.
+
 The job ``auto_plan(AutoPlanRequest(model, budget, imatrix, …))`` does all of ``lwq plan
 --auto``: the budget (a ``BpwBudget``, ``SizeBudget`` or ``MemoryBudget``; the last measures
 llama.cpp's buffers first, ``Phase.LOAD``), the sensitivity (``Phase.MEASURE``), the choice of
@@ -23,6 +31,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
+from ..evaluate.hardware import TargetSpec
 from ..evaluate.memory_fit import RuntimeBuffers, measure_buffers
 from ..importance.sensitivity import (
     Sensitivity,
@@ -41,6 +50,7 @@ from ..jobs.boundary import public_job
 from ..jobs.errors import InputError, PlanError, shown
 from ..jobs.progress import CancelToken, Phase, Phases, Progress, ProgressSink, check, no_progress
 from ..modelfile.inventory import ModelInfo, open_model, tensor_kind, tensor_layer
+from ..plan.file_size import FileSize, file_layout
 from ..plan.quant_plan import QuantPlan, plan_from_preset, plan_from_types
 from ..plan.stock_mixes import QUANT_PRESETS, check_preset
 from ..results.project import find_calibration
@@ -56,10 +66,17 @@ class Option:
 
 @dataclass(frozen=True)
 class Budget:
-    """A target in bytes of tensor data, and how it was stated (for messages)."""
+    """A target in bytes, and how it was stated (for messages): of the whole file on disk
+    (``on_disk``), else of tensor data."""
 
     bytes: int
     label: str
+    on_disk: bool = False
+
+    @property
+    def kind(self) -> str:
+        """What the bytes count, for messages."""
+        return "on disk" if self.on_disk else "of tensor data"
 
 
 def frontier(options: list[Option]) -> list[Option]:
@@ -120,10 +137,14 @@ class AutoPlan:
     budget: Budget
     total_error: float
     lam: float
+    #: the file the quantize job writes (an upper bound for any output name)
+    file_size: FileSize
 
     @property
     def used(self) -> float:
-        return self.plan.size_bytes / self.budget.bytes if self.budget.bytes else 0.0
+        """Fraction of the budget used: of the file on disk, or of the tensor data."""
+        n = self.file_size.total if self.budget.on_disk else self.plan.size_bytes
+        return n / self.budget.bytes if self.budget.bytes else 0.0
 
 
 def _options(
@@ -241,6 +262,10 @@ def _swap_fill(
     return best[1] if best is not None else choice
 
 
+#: re-solves of an on-disk budget whose first plan's padding came out larger than assumed
+MAX_RESOLVES = 5
+
+
 def solve_plan(
     model: ModelInfo,
     sens: Sensitivity,
@@ -248,22 +273,54 @@ def solve_plan(
     *,
     factors: Mapping[str, float] | None = None,
     with_imatrix: bool = True,
+    imatrix: Path | None = None,
 ) -> AutoPlan:
-    """The lowest-error plan within ``budget`` (tensor-data bytes of the whole file)."""
-    fixed = sum(t.n_bytes for t in model.tensors if not t.quantizable)
+    """The lowest-error plan within ``budget``: tensor-data bytes of the whole file, or with
+    ``budget.on_disk`` the file the quantize job writes with ``imatrix`` (whose path is in
+    its metadata), metadata and padding included, for any output name."""
+    fixed_sizes = [t.n_bytes for t in model.tensors if not t.quantizable]
+    fixed = sum(fixed_sizes)
     options = _options(model, sens, factors or {})
-    try:
-        choice, lam = solve(options, budget.bytes - fixed)
-    except PlanError:
-        smallest = fixed + sum(o[0].bytes for o in options.values())
-        raise PlanError(
-            f"budget {budget.label} ({budget.bytes} B of tensor data) is below the smallest "
-            f"possible plan for {model.path.name} ({smallest} B)"
-        ) from None
+    layout = file_layout(model, imatrix=imatrix)
+
+    def sizes(choice: Mapping[str, int]) -> list[int]:
+        return [*fixed_sizes, *(options[n][i].bytes for n, i in choice.items())]
+
+    def attempt(data_budget: int) -> tuple[dict[str, int], float]:
+        try:
+            return solve(options, data_budget - fixed)
+        except PlanError:
+            smallest = fixed + sum(o[0].bytes for o in options.values())
+            room = (
+                f"{budget.bytes} B on disk, {data_budget} B of it for tensor data after the "
+                "file's metadata and padding"
+                if budget.on_disk
+                else f"{budget.bytes} B of tensor data"
+            )
+            raise PlanError(
+                f"budget {budget.label} ({room}) is below the smallest possible plan for "
+                f"{model.path.name} ({smallest} B of tensor data)"
+            ) from None
+
+    if not budget.on_disk:
+        choice, lam = attempt(budget.bytes)
+    else:  # the overhead of the source's sizes first, then less by what the plan exceeds
+        src = layout.file_size(t.n_bytes for t in model.tensors)
+        data_budget = budget.bytes - (src.total - src.tensor_data)
+        for _ in range(MAX_RESOLVES):
+            choice, lam = attempt(data_budget)
+            excess = layout.file_size(sizes(choice)).total - budget.bytes
+            if excess <= 0:
+                break
+            data_budget -= excess
+        else:  # never seen: the most padding any sizes can have
+            worst = (len(model.tensors) + 1) * (layout.alignment - 1)
+            choice, lam = attempt(budget.bytes - layout.metadata - worst)
     types = {n: options[n][i].type for n, i in choice.items()}
     plan = plan_from_types(model, types, source="auto plan", with_imatrix=with_imatrix)
     total = sum(options[n][i].error for n, i in choice.items())
-    return AutoPlan(plan, budget, total, lam)
+    fs = layout.file_size(t.size_bytes for t in plan.tensors)
+    return AutoPlan(plan, budget, total, lam, fs)
 
 
 @dataclass(frozen=True)
@@ -361,22 +418,45 @@ def explain_groups(
 
 @dataclass(frozen=True)
 class BpwBudget:
-    """Bits per weight over the model's parameters."""
+    """Bits per weight over the model's parameters (tensor data)."""
 
     bpw: float
+
+    @staticmethod
+    def parse(text: str) -> BpwBudget:
+        """From a number (``4.5``); ``InputError`` naming ``--target-bpw`` if malformed."""
+        what = f" {shown(text)}" if not isinstance(text, str) or text.strip() else ""
+        try:
+            value = float(text.strip())
+        except (ValueError, AttributeError):
+            raise InputError(
+                f"--target-bpw{what}: expected a number of bits per weight, e.g. 4.5"
+            ) from None
+        return BpwBudget(bpw_option(value, "--target-bpw"))
+
+
+#: the CLI option of a size budget on disk, and of one of tensor data only
+SIZE_OPTIONS = {True: "--target-size", False: "--target-data-size"}
 
 
 @dataclass(frozen=True)
 class SizeBudget:
-    """Bytes of tensor data of the whole file; ``label`` is how it was stated (``3.9GB``)."""
+    """Bytes of the whole GGUF file on disk (``on_disk``: the size users see), else of its
+    tensor data only; ``label`` is how it was stated (``3.9GB``)."""
 
     bytes: int
     label: str = ""
+    on_disk: bool = True
+
+    @property
+    def option(self) -> str:
+        return SIZE_OPTIONS[self.on_disk]
 
     @staticmethod
-    def parse(text: str) -> SizeBudget:
-        """From a size with a unit (``3.9GB``, ``3.6GiB``); ``InputError`` if malformed."""
-        return SizeBudget(size_option(text, "--target-size"), text)
+    def parse(text: str, on_disk: bool = True) -> SizeBudget:
+        """From a size with a unit (``3.9GB``, ``3.6GiB``); ``InputError`` naming the option
+        (``--target-size``, or ``--target-data-size``) if malformed."""
+        return SizeBudget(size_option(text, SIZE_OPTIONS[on_disk]), text, on_disk)
 
 
 @dataclass(frozen=True)
@@ -392,6 +472,21 @@ class MemoryBudget:
     def parse(text: str, context: int = 4096, gpu_layers: int = 0) -> MemoryBudget:
         return MemoryBudget(size_option(text, "--target-memory"), context, gpu_layers)
 
+    @staticmethod
+    def from_target(spec: TargetSpec) -> MemoryBudget:
+        """The budget of a project's target: the memory the weights are limited by, at the
+        target's context and GPU layers. That is the RAM on a CPU target, the one pool with
+        unified memory, and on a discrete GPU its own memory once layers are offloaded (the
+        RAM when none are). With every layer offloaded the GPU holds all weights but
+        ``token_embd``, so its budget binds; with a partial offload it is conservative (part
+        of the weights sit in the larger RAM). ``evaluate.plan_fit`` gives the exact split."""
+        kind = spec.memory_kind
+        if kind == "cpu":
+            return MemoryBudget(spec.host_memory, spec.context, 0)
+        if kind == "discrete" and spec.gpu_layers == 0:
+            return MemoryBudget(spec.host_memory, spec.context, 0)
+        return MemoryBudget(spec.device_memory, spec.context, spec.gpu_layers)
+
 
 BudgetSpec = BpwBudget | SizeBudget | MemoryBudget
 
@@ -401,7 +496,7 @@ def check_budget(spec: BudgetSpec) -> None:
     if isinstance(spec, BpwBudget):
         bpw_option(spec.bpw, "--target-bpw")
     elif isinstance(spec, SizeBudget):
-        check_size(spec.bytes, "--target-size", spec.label or None)
+        check_size(spec.bytes, spec.option, spec.label or None)
     elif isinstance(spec, MemoryBudget):
         check_size(spec.bytes, "--target-memory")
         int_option(spec.context, "--context", minimum=16)
@@ -456,12 +551,16 @@ class AutoPlanResult:
     #: llama.cpp's buffers as measured for a ``MemoryBudget`` (None otherwise)
     buffers: RuntimeBuffers | None
     explanation: Explanation
+    #: the file the quantize job writes for the plan (an upper bound for any output name)
+    file_size: FileSize
 
     def to_dict(self) -> dict[str, Any]:
         """What ``lwq plan --auto --json`` prints."""
         d = self.plan.to_dict()
         d["calibration"] = None if self.calibration_path is None else str(self.calibration_path)
         d["budget_bytes"] = self.budget.bytes
+        d["budget_on_disk"] = self.budget.on_disk
+        d["file_bytes"] = self.file_size.total
         d["used"] = self.used
         d["vs_stock"] = self.explanation.to_dict()
         return d
@@ -513,7 +612,7 @@ def auto_plan(
     if isinstance(spec, BpwBudget):
         budget = budget_from_bpw(model, spec.bpw)
     elif isinstance(spec, SizeBudget):
-        budget = Budget(spec.bytes, spec.label or f"{spec.bytes} B")
+        budget = Budget(spec.bytes, spec.label or f"{spec.bytes} B", spec.on_disk)
     else:
         buffers = measure_buffers(
             model.path, spec.context, gpu_layers=spec.gpu_layers,
@@ -535,7 +634,9 @@ def auto_plan(
         cal.check(cal_path, sens.model_hash, sens.imatrix_hash)
         factors = cal.factors(model)
     with_imatrix = r.imatrix is not None
-    a = solve_plan(model, sens, budget, factors=factors, with_imatrix=with_imatrix)
+    a = solve_plan(
+        model, sens, budget, factors=factors, with_imatrix=with_imatrix, imatrix=r.imatrix
+    )
     ex = explain_groups(a.plan, model, r.compare, with_imatrix)
     return AutoPlanResult(
         plan=a.plan,
@@ -546,4 +647,5 @@ def auto_plan(
         calibration_source=source,
         buffers=buffers,
         explanation=ex,
+        file_size=a.file_size,
     )

@@ -189,18 +189,7 @@ def quantize(
         (override_pattern(t.name), TYPES[t.effective].ggml_id) for t in plan.quantized_tensors()
     ]
     sidecar = sidecar_path(out_p)
-    kv: list[tuple[str, int | str]] = [
-        (KV_PLAN_HASH, plan.content_hash()),
-        (KV_PLAN_FILE, _fit127(sidecar.name)),
-        (KV_VERSION, _version()),
-    ]
-    if imatrix is not None:
-        kv.append((KV_IMATRIX_FILE, _fit127(str(imatrix_path))))
-        if imatrix.datasets:
-            kv.append((KV_IMATRIX_DATASET, _fit127(imatrix.datasets[0])))
-        kv.append((KV_IMATRIX_ENTRIES, len(imatrix.entries)))
-        if imatrix.chunk_count > 0:
-            kv.append((KV_IMATRIX_CHUNKS, imatrix.chunk_count))
+    kv = lwq_metadata(plan.content_hash(), sidecar.name, imatrix_path, imatrix)
 
     parts = [(Phase.QUANTIZE, 20.0), (Phase.VERIFY, 0.2)]
     if request.hash_output:
@@ -248,6 +237,27 @@ def quantize(
         tensor_data_sha256=digest,
         seconds=time.monotonic() - t0,
     )
+
+
+def lwq_metadata(
+    plan_hash: str, sidecar_name: str, imatrix_path: Path | None, imatrix: Imatrix | None
+) -> list[tuple[str, int | str]]:
+    """The metadata the quantize job adds to the source's (llama.cpp's ``kv_overrides``):
+    the plan's hash and sidecar name, lwq's version and, with an imatrix, llama-quantize's
+    ``quantize.imatrix.*`` keys. ``plan.file_size`` sizes the file from the same list."""
+    kv: list[tuple[str, int | str]] = [
+        (KV_PLAN_HASH, plan_hash),
+        (KV_PLAN_FILE, _fit127(sidecar_name)),
+        (KV_VERSION, _version()),
+    ]
+    if imatrix is not None:
+        kv.append((KV_IMATRIX_FILE, _fit127(str(imatrix_path))))
+        if imatrix.datasets:
+            kv.append((KV_IMATRIX_DATASET, _fit127(imatrix.datasets[0])))
+        kv.append((KV_IMATRIX_ENTRIES, len(imatrix.entries)))
+        if imatrix.chunk_count > 0:
+            kv.append((KV_IMATRIX_CHUNKS, imatrix.chunk_count))
+    return kv
 
 
 def _fit127(s: str) -> str:

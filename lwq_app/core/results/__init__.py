@@ -5,18 +5,22 @@ project as the app does), the per-variant results store and the model-card repor
 from __future__ import annotations
 
 from .project import (
+    MAX_PLAN_NAME,
     PROJECT_VERSION,
     ProjectState,
     calibration_name,
     calibration_path,
+    check_plan_name,
     ensure_project,
     find_calibration,
     load_state,
     project_dir,
     project_path,
+    project_plans,
     read_project,
     save_state,
 )
+from .project import Variant as ProjectVariant  # results.Variant is the results store's
 from .project_lock import (
     ProjectLock,
     ProjectLocked,
@@ -47,6 +51,7 @@ from .workspace import (
 )
 
 __all__ = [
+    "MAX_PLAN_NAME",
     "PROJECT_VERSION",
     "EvalRecord",
     "OpenProjectRequest",
@@ -54,6 +59,7 @@ __all__ = [
     "ProjectLock",
     "ProjectLocked",
     "ProjectState",
+    "ProjectVariant",
     "SpeedRecord",
     "StoredResults",
     "TaskRecord",
@@ -62,6 +68,7 @@ __all__ = [
     "attach_imatrix",
     "calibration_name",
     "calibration_path",
+    "check_plan_name",
     "check_unlocked",
     "ensure_project",
     "find_calibration",
@@ -71,6 +78,7 @@ __all__ = [
     "project_dir",
     "project_imatrix_path",
     "project_path",
+    "project_plans",
     "read_project",
     "record_bench",
     "record_eval",

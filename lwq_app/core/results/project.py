@@ -14,8 +14,10 @@ or re-quantized file gets its own. Inside:
 
 ``project.json`` version 2 holds the model (name, architecture, hash, the float
 ``base_model`` it is for), every path opened into it (``paths``), the imatrix, the hardware
-target, the named plans and created/modified stamps; version 1 (name, architecture, hash,
-paths, created) is migrated on reading. Every write checks the lock first: while another
+target, the named plans (``plans``: name -> plan JSON, as ``QuantPlan.to_dict`` writes it),
+the quantized variants made from them (``variants``) and created/modified stamps; version 1
+(name, architecture, hash, paths, created) is migrated on reading. ``plans`` and
+``variants`` are optional keys, so version 2 files written before them still load. Every write checks the lock first: while another
 process has the project open, the CLI's writes are refused with ``ProjectLocked``.
 
 The project is keyed by ``modelfile.model_hash`` (hashes cached in an index, so a model is
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,15 +38,18 @@ from typing import Any
 
 from ..evaluate.hardware import TargetSpec
 from ..jobs.atomic import atomic_write_text
-from ..jobs.errors import InputError, OutputError, shown
+from ..jobs.errors import InputError, OutputError, PlanError, shown
 from ..jobs.paths import data_dir
 from ..modelfile.hashing import model_hash
 from ..modelfile.inventory import ModelInfo, as_model_info
+from ..plan.quant_plan import QuantPlan, plan_from_dict
 from .project_lock import check_unlocked
 
 PROJECT_FILE = "project.json"
 PROJECT_FORMAT = "lwq-project"
 PROJECT_VERSION = 2
+#: longest plan name the project keeps (it is a label in menus and tabs)
+MAX_PLAN_NAME = 80
 
 
 def project_path(digest: str) -> Path:
@@ -89,11 +95,83 @@ def now_stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _quoted(name: object) -> str:
+    """A plan name quoted for a one-line message (control characters escaped)."""
+    return f"'{shown(name, 80)}'"
+
+
+def check_plan_name(name: object) -> str:
+    """``name`` if it can name a plan: non-empty text of at most ``MAX_PLAN_NAME``
+    characters without control characters or line breaks; ``InputError`` otherwise."""
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"plan name {_quoted(name)}: must be a non-empty text")
+    if len(name) > MAX_PLAN_NAME:
+        raise InputError(
+            f"plan name {_quoted(name)}: {len(name)} characters, at most {MAX_PLAN_NAME}"
+        )
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        raise InputError(f"plan name {_quoted(name)}: contains the control character {bad!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A quantized file made in the project: where it is, the named plan it came from (None:
+    an unnamed plan), that plan's ``content_hash``, its size and when it was made (UTC)."""
+
+    name: str
+    path: Path
+    plan_name: str | None
+    plan_sha256: str
+    file_bytes: int
+    created: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "plan_name": self.plan_name,
+            "plan_sha256": self.plan_sha256,
+            "file_bytes": self.file_bytes,
+            "created": self.created,
+        }
+
+    @staticmethod
+    def from_json(d: object, where: str = "variant") -> Variant:
+        """A variant from its ``project.json`` entry; ``InputError`` naming ``where`` and the
+        field for anything malformed."""
+        if not isinstance(d, dict):
+            raise InputError(f"{where}: must be an object, not {shown(d, 40)}")
+        for key in ("name", "path", "plan_sha256", "created"):
+            if not isinstance(d.get(key), str):
+                raise InputError(
+                    f"{where}: field {key!r} must be a text, not {shown(d.get(key), 40)}"
+                )
+        plan_name = d.get("plan_name")
+        if plan_name is not None and not isinstance(plan_name, str):
+            raise InputError(f"{where}: field 'plan_name' must be a text or null")
+        size = d.get("file_bytes")
+        if type(size) is not int or size < 0:
+            raise InputError(
+                f"{where}: field 'file_bytes' must be a byte count, not {shown(size, 40)}"
+            )
+        if not d["path"]:
+            raise InputError(f"{where}: field 'path' is empty")
+        return Variant(d["name"], Path(d["path"]), plan_name, d["plan_sha256"], size, d["created"])
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return a == b or Path(a).resolve() == Path(b).resolve()
+
+
 @dataclass(frozen=True)
 class ProjectState:
     """A project as ``project.json`` (version 2) holds it. ``base_model``: the float model
     the project is for; ``sources``: every path opened into it, quantized sources included;
-    ``imatrix``: a file inside the project folder; ``plans``: the plan editor's (reserved)."""
+    ``imatrix``: a file inside the project folder; ``plans``: the named plans (name -> plan
+    JSON; ``project_plans`` validates them against the model); ``variants``: the quantized
+    files made in the project."""
 
     version: int
     name: str
@@ -107,11 +185,64 @@ class ProjectState:
     plans: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     created: str = ""
     modified: str = ""
+    variants: tuple[Variant, ...] = ()
 
     def with_source(self, path: Path) -> ProjectState:
         """The state with ``path`` (resolved) among the sources, once."""
         p = Path(path).resolve()
         return self if p in self.sources else replace(self, sources=(*self.sources, p))
+
+    # --- named plans ------------------------------------------------------------------
+    def with_plan(self, name: str, plan: QuantPlan) -> ProjectState:
+        """The state with ``plan`` saved as ``name`` (replacing a plan of that name in place)."""
+        if not isinstance(plan, QuantPlan):
+            raise InputError(f"plan {_quoted(name)}: not a QuantPlan ({type(plan).__name__})")
+        plans = dict(self.plans)
+        plans[check_plan_name(name)] = plan.to_dict()
+        return replace(self, plans=MappingProxyType(plans))
+
+    def without_plan(self, name: str) -> ProjectState:
+        """The state without the plan ``name``; ``InputError`` if there is none."""
+        if name not in self.plans:
+            raise InputError(f"project {self.name!r} has no plan {_quoted(name)}")
+        return replace(
+            self, plans=MappingProxyType({k: v for k, v in self.plans.items() if k != name})
+        )
+
+    def renamed_plan(self, old: str, new: str) -> ProjectState:
+        """The state with plan ``old`` called ``new`` (same place in the order); the variants
+        made from it follow. ``InputError`` if ``old`` is missing or ``new`` taken."""
+        if old not in self.plans:
+            raise InputError(f"project {self.name!r} has no plan {_quoted(old)}")
+        check_plan_name(new)
+        if new == old:
+            return self
+        if new in self.plans:
+            raise InputError(f"project {self.name!r} already has a plan {_quoted(new)}")
+        plans = {(new if k == old else k): v for k, v in self.plans.items()}
+        variants = tuple(
+            replace(v, plan_name=new) if v.plan_name == old else v for v in self.variants
+        )
+        return replace(self, plans=MappingProxyType(plans), variants=variants)
+
+    # --- variants ---------------------------------------------------------------------
+    def with_variant(self, variant: Variant) -> ProjectState:
+        """The state with ``variant`` recorded, replacing (in place) one of the same path."""
+        if not isinstance(variant, Variant):
+            raise InputError(f"not a Variant ({type(variant).__name__})")
+        out = list(self.variants)
+        i = next((i for i, v in enumerate(out) if _same_path(v.path, variant.path)), None)
+        if i is None:
+            out.append(variant)
+        else:
+            out[i] = variant
+        return replace(self, variants=tuple(out))
+
+    def without_variant(self, path: Path) -> ProjectState:
+        """The state without the variant at ``path`` (unchanged if there is none)."""
+        return replace(
+            self, variants=tuple(v for v in self.variants if not _same_path(v.path, Path(path)))
+        )
 
     def to_json(self, folder: Path) -> dict[str, Any]:
         imx = None
@@ -131,6 +262,7 @@ class ProjectState:
             "imatrix_dataset": self.imatrix_dataset,
             "target": None if self.target is None else self.target.to_json(),
             "plans": dict(self.plans),
+            "variants": [v.to_json() for v in self.variants],
             "created": self.created,
             "modified": self.modified,
         }
@@ -174,8 +306,29 @@ def _state_from_json(d: dict[str, Any], folder: Path, p: Path) -> ProjectState:
         raise InputError(f"{p}: field 'imatrix' must name a file in the project folder")
     target = d.get("target")
     plans = d.get("plans", {})
+    if plans is None:
+        plans = {}
     if not isinstance(plans, dict):
         raise InputError(f"{p}: field 'plans' must be an object")
+    for key, value in plans.items():
+        try:
+            check_plan_name(key)
+        except InputError as e:
+            raise InputError(f"{p}: field 'plans': {e}") from None
+        if not isinstance(value, dict):
+            raise InputError(
+                f"{p}: field 'plans': plan {_quoted(key)} must be an object (a plan JSON), "
+                f"not {shown(value, 40)}"
+            )
+    raw_variants = d.get("variants", [])
+    if raw_variants is None:
+        raw_variants = []
+    if not isinstance(raw_variants, list):
+        raise InputError(f"{p}: field 'variants' must be a list")
+    variants = tuple(
+        Variant.from_json(v, f"{p}: field 'variants' item {i + 1}")
+        for i, v in enumerate(raw_variants)
+    )
     return ProjectState(
         PROJECT_VERSION,
         base_model=Path(_text(d, "base_model", p)),
@@ -183,9 +336,23 @@ def _state_from_json(d: dict[str, Any], folder: Path, p: Path) -> ProjectState:
         imatrix_dataset=_text(d, "imatrix_dataset", p, optional=True),
         target=None if target is None else TargetSpec.from_json(target, str(p)),
         plans=MappingProxyType(dict(plans)),
+        variants=variants,
         modified=_text(d, "modified", p, optional=True) or "",
         **common,
     )
+
+
+def project_plans(state: ProjectState, model: ModelInfo) -> dict[str, QuantPlan]:
+    """The project's named plans, each checked against ``model`` (``plan_from_dict``);
+    ``PlanError`` naming the project and the plan for one that is damaged or for another
+    model."""
+    out: dict[str, QuantPlan] = {}
+    for name, data in state.plans.items():
+        try:
+            out[name] = plan_from_dict(model, data, source=f"plan {_quoted(name)}")
+        except PlanError as e:
+            raise PlanError(f"project {state.name!r}: {e}") from None
+    return out
 
 
 def load_state(folder: Path) -> ProjectState:

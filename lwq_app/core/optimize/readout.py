@@ -1,0 +1,95 @@
+"""What a plan costs, in the figures the plan editor shows while the user drags: the file on
+disk (``plan.file_size``), its tensor data and bits per weight, the fit on the project's
+target (``evaluate.plan_fit``), the stock mix nearest in file size and the predicted KLD.
+
+``ReadoutContext`` does everything that does not depend on the plan once (the file layout,
+every stock mix's file size, the predictor's tables), so ``readout`` is one pass over the
+plan's tensors per figure: well within a frame on a model of hundreds of tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..evaluate.targets import MixFit, TargetFit, plan_fit
+from ..jobs.errors import PlanError
+from ..modelfile.inventory import ModelInfo
+from ..plan.file_size import FileSize, file_layout
+from ..plan.quant_plan import QuantPlan, plan_from_preset
+from ..plan.stock_mixes import QUANT_PRESETS
+from .prediction import KldPrediction, KldPredictor
+
+
+@dataclass(frozen=True)
+class PlanReadout:
+    """The readouts of one plan. ``nearest_delta_bytes``: this plan's file minus the nearest
+    stock mix's (signed); ``fit`` None without a target, ``kld`` None without a predictor."""
+
+    file_size: FileSize
+    tensor_bytes: int
+    bpw: float
+    fit: MixFit | None
+    nearest_preset: str
+    nearest_delta_bytes: int
+    kld: KldPrediction | None
+
+
+class ReadoutContext:
+    """Readouts of plans of ``model`` quantized with (``with_imatrix``) the ``imatrix`` file
+    (its path goes into the file's metadata), on the target of ``fit``, predicted by
+    ``predictor``. ``output``: the file the plan will be written to (None: sizes are the
+    upper bound ``predict_file_size`` gives for any name)."""
+
+    def __init__(
+        self,
+        model: ModelInfo,
+        *,
+        with_imatrix: bool,
+        fit: TargetFit | None = None,
+        predictor: KldPredictor | None = None,
+        imatrix: Path | None = None,
+        output: Path | None = None,
+    ) -> None:
+        self.model, self.with_imatrix = model, with_imatrix
+        self.fit, self.predictor = fit, predictor
+        self._layout = file_layout(model, imatrix=imatrix, output=output)
+        self._n_params = max(1, model.n_params)
+        #: (preset, file bytes) of every stock mix that can be written with these inputs
+        self.presets: tuple[tuple[str, int], ...] = tuple(self._preset_sizes())
+
+    def _preset_sizes(self) -> list[tuple[str, int]]:
+        out = []
+        for name in QUANT_PRESETS:  # the rule of ``auto_plan.nearest_preset``
+            ref = plan_from_preset(self.model, name, self.with_imatrix)
+            if not self.with_imatrix and ref.needs_imatrix():
+                continue
+            out.append((name, self._layout.file_size(t.size_bytes for t in ref.tensors).total))
+        return out
+
+    def file_size(self, plan: QuantPlan) -> FileSize:
+        return self._layout.file_size(t.size_bytes for t in plan.tensors)
+
+    def nearest(self, file_bytes: int) -> tuple[str, int]:
+        """The stock mix nearest to a file of ``file_bytes``, and ``file_bytes`` minus its."""
+        name, size = min(self.presets, key=lambda p: abs(p[1] - file_bytes))
+        return name, file_bytes - size
+
+    def readout(self, plan: QuantPlan) -> PlanReadout:
+        """Every figure of ``plan``; ``PlanError`` for a plan of another model."""
+        if plan.model_fingerprint != self._layout.fingerprint:
+            raise PlanError(
+                f"plan is for another model (fingerprint {plan.model_fingerprint}, "
+                f"{self.model.path.name} is {self._layout.fingerprint})"
+            )
+        fs = self.file_size(plan)
+        name, delta = self.nearest(fs.total)
+        return PlanReadout(
+            file_size=fs,
+            tensor_bytes=fs.tensor_data,
+            bpw=fs.tensor_data * 8 / self._n_params,
+            fit=None if self.fit is None else plan_fit(self.fit, plan),
+            nearest_preset=name,
+            nearest_delta_bytes=delta,
+            kld=None if self.predictor is None else self.predictor.predict(plan),
+        )
