@@ -1,8 +1,10 @@
 """How long the GUI thread goes without an event while the app's heavy jobs run.
 
-A 10 ms timer on the GUI thread records the gaps between its ticks during the three
-long jobs of the first steps — the F16 upcast of a quantized source (on open), imatrix
-collection and the sensitivity measurement — run through the real window on SmolLM2.
+A 10 ms timer on the GUI thread records the gaps between its ticks during the long jobs —
+the F16 upcast of a quantized source (on open), imatrix collection, the sensitivity, the
+plan page's inputs, Auto and quantize — run through the real window on SmolLM2, and while
+the mouse drags a column header and a selection of every cell of an 80-layer plan (the
+fixtures' synthetic 80-layer GGUF) four steps up and back, a move every 8 ms.
 Target: max gap ≤ 100 ms (p99 printed too). Offscreen unless ``DISPLAY`` is set.
 
     python benchmarks/gui_heartbeat.py [--chunks 8] [--rows 64]
@@ -73,7 +75,8 @@ def main() -> int:
     os.environ["LWQ_CACHE_DIR"] = tempfile.mkdtemp(prefix="lwq-hb-cache-")
 
     from heartbeat import Heartbeat
-    from PySide6.QtCore import QSettings
+    from PySide6.QtCore import QPoint, QSettings, Qt
+    from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
 
     import fixtures
@@ -131,6 +134,53 @@ def main() -> int:
           "   (a one-time layout and first paint, not a job)")  # fmt: skip
     measure(f"imatrix collection ({a.chunks} chunks)", lambda: imp.collect(chunks=a.chunks))
     measure(f"sensitivity ({a.rows} rows/tensor)", lambda: imp.measure_sensitivity(a.rows))
+
+    # the plan editor: its inputs (sensitivity, target fit), Auto, quantize
+    from lwq_app.core.optimize import BpwBudget
+    from lwq_app.gui.tour import mouse
+    from lwq_app.gui.views.plan_grid import STEP_PX
+
+    page = window.page(Step.PLAN)
+    measure("plan page inputs", lambda: window.go_to(Step.PLAN))
+    until(lambda: page.plan_actions.predictor is not None)
+    measure("Auto (4.5 bpw)", lambda: page.plan_actions.run_auto(BpwBudget(4.5)))
+    out = Path(data) / "heartbeat-variant.gguf"
+    measure("quantize the plan", lambda: page.plan_actions.quantize(out))
+
+    # dragging on an 80-layer plan: a column header (80 tensors), then every cell
+    deep = fixtures.deep_model(80)
+    measure("open the 80-layer model", lambda: window.open_path(deep))
+    until(lambda: page.editor.model is not None and page.editor.model.path == deep)
+    measure("its plan page inputs", lambda: page.plan_actions.ensure_inputs())
+    until(lambda: page.plan_actions.predictor is not None and not ctx.runner.running)
+    canvas = page.grid.canvas()
+
+    def drag(label: str, start: QPoint, steps: int, select_all: bool = False) -> None:
+        if select_all:
+            page.grid.select_names(
+                page.grid.grid().names_in(
+                    range(len(page.grid.grid().layers)), range(len(page.grid.grid().kinds))
+                )
+            )
+        hb = Heartbeat().start()
+        t0 = time.monotonic()
+        left = Qt.MouseButton.LeftButton
+        mouse(canvas, QMouseEvent.Type.MouseButtonPress, start, left)
+        for k in range(1, 4 * steps * STEP_PX // 4 + 1):  # up, then back down, 4 px a move
+            dy = -4 * k if k <= steps * STEP_PX // 4 else -4 * (2 * (steps * STEP_PX // 4) - k)
+            mouse(canvas, QMouseEvent.Type.MouseMove, start + QPoint(0, dy), left)
+            end = time.perf_counter() + 0.008  # a mouse reports every ~8 ms
+            while time.perf_counter() < end:
+                app.processEvents()
+        mouse(canvas, QMouseEvent.Type.MouseButtonRelease, start, Qt.MouseButton.NoButton)
+        app.processEvents()
+        hb.stop()
+        print(f"{label:<34} {time.monotonic() - t0:6.1f} s   max gap {hb.max_gap_ms:6.1f} ms   "
+              f"p99 {hb.p99_gap_ms:5.1f} ms   ({hb.ticks} ticks; target max <= 100 ms)")  # fmt: skip
+
+    j = page.grid.grid().kinds.index("ffn_down")
+    drag("drag a kind (80 tensors) ±4 steps", page.grid.column_header_center(j), 4)
+    drag("drag all 560 cells ±4 steps", page.grid.cell_center(40, 0), 4, select_all=True)
     window.close()
     QApplication.processEvents()
     return 0

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -215,7 +216,8 @@ def _after_first_paint(
             code = int(tour(window, ctx, opts.tour, **kwargs))
         except Exception as e:  # the tour's failure is the run's failure, said once
             ctx.notifier.report(e, "Tour")
-            print(f"lwq: error: the tour failed: {e}", file=sys.stderr)
+            print(f"lwq: error: the tour failed: {type(e).__name__}: {e}", file=sys.stderr)
+            traceback.print_exc()
             code = 1
         window.shutdown.start("tour done", code)
         return

@@ -20,11 +20,12 @@ from .worker import JobRunner
 
 
 class Step(str, Enum):
-    """The workflow steps of the sidebar, in order (Plan, Run, Results come later)."""
+    """The workflow steps of the sidebar, in order (Run and Results come later)."""
 
     MODEL = "Model"
     TARGET = "Target"
     IMPORTANCE = "Importance"
+    PLAN = "Plan"
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ STEPS: tuple[StepSpec, ...] = (
     StepSpec(Step.MODEL, "model_view", "ModelView", "Open a model and see what it is made of"),
     StepSpec(Step.TARGET, "target_view", "TargetView", "The hardware the model must fit"),
     StepSpec(Step.IMPORTANCE, "importance_view", "ImportanceView", "Which layers matter most"),
+    StepSpec(Step.PLAN, "plan_view", "PlanView", "Bits per tensor: drag, Auto, quantize"),
 )
 
 

@@ -3,7 +3,8 @@
 For screenshots (the README's) and smoke tests (CI runs it offscreen on three models). The
 tour does what a user would do, through the same controls: open the model, look at the
 target, collect importance on the bundled text, switch to log scale, measure sensitivity,
-click a cell. It runs the quick profile (2 imatrix chunks, row-sampled sensitivity) and
+click a cell; then the plan: the stock mix, Auto for its size on disk, one drag two steps up
+(shot mid-drag: the preview), quantize (the variant lands in the project). It runs the quick profile (2 imatrix chunks, row-sampled sensitivity) and
 waits on what the window shows, never on timers alone. Each step saves ``NN-step.png`` at
 1440×900; a step that fails (an error message in the window, a timeout) ends the tour with
 exit code 1 and the message on stderr.
@@ -17,12 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEventLoop, QPoint, Qt, QTimer
+from PySide6.QtCore import QEventLoop, QPoint, QPointF, Qt, QTimer
+from PySide6.QtGui import QMouseEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 
 from .context import AppContext, Step
 from .notifier import Level, Message
+from .views.plan_grid import STEP_PX
 
 SIZE = (1440, 900)
 #: seconds a step may take before the tour calls it failed
@@ -136,12 +139,66 @@ class Tour:
         self.click_cell(hm, rows // 2, cols - 1)
         self.wait("the tensor details", lambda: bool(imp.details_text()))
         self.shot("tensor-details")
+        self.plan_steps()
+
+    def plan_steps(self) -> None:
+        """The plan editor: the stock mix, Auto for a budget, one drag, quantize."""
+        w, ctx = self.window, self.ctx
+        w.go_to(Step.PLAN)
+        page = w.page(Step.PLAN)
+        self.wait("the plan's readouts",
+                  lambda: page.plan_actions.predictor is not None and self.idle()
+                  and page.readouts.readout is not None)  # fmt: skip
+        self.shot("plan")
+
+        before = page.editor.plan  # the stock Q4_K_M: Auto for the same size on disk
+        page.auto.set_kind("file", f"{page.readouts.readout.file_size.total}B")
+        page.auto.button.click()
+        self.wait("the auto plan", lambda: page.editor.plan is not before and self.idle())
+        self.shot("plan-auto")
+
+        grid, auto = page.grid, page.editor.plan
+        layout, ladders = grid.grid(), page.ladders(auto)
+        i = len(layout.layers) // 2  # a middle layer's cell with more bits above it: up
+        room = [j for j, c in enumerate(layout.cells[i])
+                if c is not None and c.effective in ladders[c.name][:-1]]  # fmt: skip
+        j, sign = (room[0], -1) if room else (0, 1)  # all at the top (a tiny model): down
+        start = grid.cell_center(i, j)
+        canvas = grid.canvas()
+        mouse(canvas, QMouseEvent.Type.MouseButtonPress, start, Qt.MouseButton.LeftButton)
+        for dy in range(4, 2 * STEP_PX + 5, 4):
+            mouse(canvas, QMouseEvent.Type.MouseMove, start + QPoint(0, sign * dy),
+                  Qt.MouseButton.LeftButton)  # fmt: skip
+            QTest.qWait(2)
+        self.shot("plan-drag")  # the preview: grid and readouts of the plan under the mouse
+        end = start + QPoint(0, sign * (2 * STEP_PX + 4))
+        mouse(canvas, QMouseEvent.Type.MouseButtonRelease, end, Qt.MouseButton.NoButton)
+        self.wait("the drag applied", lambda: page.editor.plan is not auto)
+
+        folder, name = page.plan_actions.default_output()
+        page.plan_actions.quantize(folder / name)
+        self.wait("quantize starts", lambda: bool(ctx.runner.running))
+        self.wait("quantize progress",
+                  lambda: any(j.progress is not None and j.progress.position > 0
+                              for j in ctx.runner.running) or self.idle())  # fmt: skip
+        self.shot("quantize-running")
+        self.wait("the variant", lambda: bool(page.plan_actions.variants()) and self.idle())
+        self.shot("quantized")
 
     def click_cell(self, hm: Any, i: int, j: int) -> None:
         view = hm.graphics_view()
         pos = view.mapFromScene(hm.scene_pos_of_cell(i, j))
         QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier(0),
                          QPoint(int(pos.x()), int(pos.y())))  # fmt: skip
+
+
+def mouse(widget: QWidget, kind: QMouseEvent.Type, pos: QPoint, buttons: Qt.MouseButton) -> None:
+    """One real mouse event at ``pos`` (QTest's moves carry no buttons: a drag needs this)."""
+    press = kind is not QMouseEvent.Type.MouseMove
+    button = Qt.MouseButton.LeftButton if press else Qt.MouseButton.NoButton
+    ev = QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), button, buttons,
+                     Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    QApplication.sendEvent(widget, ev)
 
 
 def run_tour(window: QWidget, ctx: AppContext, out_dir: str | Path, model: Any = None) -> int:

@@ -21,6 +21,7 @@ from lwq_app.core.modelfile import CANDIDATES, KIND_ORDER, kind_sort_key
 from lwq_app.core.modelfile.inventory import ModelInfo, open_model
 from lwq_app.core.modelfile.type_catalog import TYPES
 from lwq_app.core.plan import (
+    QUANT_PRESETS,
     QuantizeRequest,
     QuantPlan,
     TensorPlan,
@@ -132,6 +133,33 @@ def test_ladders_are_autos_candidates_in_bpw_order(model: ModelInfo) -> None:
     assert wide[:3] == ("Q2_K", "IQ3_S", "Q3_K") and "IQ2_XXS" not in wide
     assert tensor_ladder(plan[DOWN], True)[0] == "IQ1_S"  # imatrix-only types join with one
     assert plan_ladders(replace(plan, with_imatrix=True, _index={}))[DOWN][0] == "IQ1_S"
+
+
+@pytest.mark.parametrize("which", ["smollm2", "phi3-qkv", "moe8", "gqa4-untied"])
+def test_ladders_are_what_presets_and_the_fallback_chain_write(which: str) -> None:
+    """A ladder is exactly the set of effective types the plan code produces for the tensor
+    when any candidate is requested (the fallback chain included), and holds every stock
+    mix's type for it; on SmolLM2 (576-wide rows), fused qkv, MoE experts and GQA-4."""
+    m = open_model(fixtures.fixture_path("smollm2") if which == "smollm2"
+                   else fixtures.synthetic(which))  # fmt: skip
+    base = plan_from_preset(m, "Q4_K_M", with_imatrix=True)
+    ladders = plan_ladders(base, True)
+    quant = [t.name for t in m.tensors if t.quantizable]
+    written: dict[str, set[str]] = {n: set() for n in quant}
+    for x in CANDIDATES:  # every candidate requested for every tensor at once
+        eff = base.with_types(dict.fromkeys(quant, x)).effective_types()
+        for n in quant:
+            written[n].add(eff[n])
+    for n in quant:
+        assert set(ladders[n]) == written[n], n
+    for preset in QUANT_PRESETS:
+        for imx in (False, True):
+            ref = plan_from_preset(m, preset, with_imatrix=imx)
+            if not imx and ref.needs_imatrix():
+                continue  # llama-quantize refuses it without one (IQ1/IQ2 mixes)
+            lad = plan_ladders(ref, imx)
+            for n in quant:
+                assert ref[n].effective in lad[n], (preset, imx, n)
 
 
 def test_step_moves_each_tensor_along_its_own_ladder(model: ModelInfo) -> None:

@@ -27,6 +27,11 @@ STEPS = (
     "importance-linear",
     "sensitivity",
     "tensor-details",
+    "plan",
+    "plan-auto",
+    "plan-drag",
+    "quantize-running",
+    "quantized",
 )
 
 

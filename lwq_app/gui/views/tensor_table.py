@@ -35,11 +35,18 @@ class Column(IntEnum):
     QUANTIZED = 7
 
 
+#: title and tooltip of the columns every tensor table has (the plan table's too)
+TENSOR_HEADERS = (
+    ("Tensor", "The tensor's name in the GGUF file"),
+    ("Layer", "The block (blk.N) the tensor belongs to; empty outside the layers"),
+    ("Kind", "The tensor kind (attn_q, ffn_down, token_embd…)"),
+    ("Shape", "ne0 first, as in GGUF and ggml"),
+)
+
 _HEADERS = {
-    Column.NAME: ("Tensor", "The tensor's name in the GGUF file"),
-    Column.LAYER: ("Layer", "The block (blk.N) the tensor belongs to; empty outside the layers"),
-    Column.KIND: ("Kind", "The tensor kind (attn_q, ffn_down, token_embd…)"),
-    Column.SHAPE: ("Shape", "ne0 first, as in GGUF and ggml"),
+    **dict(
+        zip((Column.NAME, Column.LAYER, Column.KIND, Column.SHAPE), TENSOR_HEADERS, strict=True)
+    ),
     Column.TYPE: ("Type", "The ggml type the tensor has in this file"),
     Column.PARAMS: ("Parameters", "Number of weights"),
     Column.BYTES: ("Size", "Bytes of tensor data in this file"),
