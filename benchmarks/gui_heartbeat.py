@@ -52,7 +52,8 @@ def start_sampler(out: list[str]) -> None:
                     if ident == me:
                         continue
                     who = "GUI thread" if ident == main_id else f"thread {ident}"
-                    text += f"  [{who}]\n" + "".join(traceback.format_stack(frame)[-4:])
+                    depth = -12 if ident == main_id else -4
+                    text += f"  [{who}]\n" + "".join(traceback.format_stack(frame)[depth:])
                 out.append(text)
                 time.sleep(0.05)
 
@@ -116,7 +117,7 @@ def main() -> int:
         until(lambda: bool(ctx.runner.running))
         until(lambda: not ctx.runner.running)
         hb.stop()
-        print(f"{label:<34} {time.monotonic() - t0:6.1f} s   max gap {hb.max_gap_ms:6.1f} ms   "
+        print(f"{label:<44} {time.monotonic() - t0:6.1f} s   max gap {hb.max_gap_ms:6.1f} ms   "
               f"p99 {hb.p99_gap_ms:5.1f} ms   ({hb.ticks} ticks; target max <= 100 ms)")  # fmt: skip
         for st in dict.fromkeys(stalls):
             print("  GUI thread late, at:\n" + st)
@@ -149,9 +150,8 @@ def main() -> int:
 
     # dragging on an 80-layer plan: a column header (80 tensors), then every cell
     deep = fixtures.deep_model(80)
-    measure("open the 80-layer model", lambda: window.open_path(deep))
+    measure("open the 80-layer model (+ its plan inputs)", lambda: window.open_path(deep))
     until(lambda: page.editor.model is not None and page.editor.model.path == deep)
-    measure("its plan page inputs", lambda: page.plan_actions.ensure_inputs())
     until(lambda: page.plan_actions.predictor is not None and not ctx.runner.running)
     canvas = page.grid.canvas()
 
@@ -175,7 +175,7 @@ def main() -> int:
         mouse(canvas, QMouseEvent.Type.MouseButtonRelease, start, Qt.MouseButton.NoButton)
         app.processEvents()
         hb.stop()
-        print(f"{label:<34} {time.monotonic() - t0:6.1f} s   max gap {hb.max_gap_ms:6.1f} ms   "
+        print(f"{label:<44} {time.monotonic() - t0:6.1f} s   max gap {hb.max_gap_ms:6.1f} ms   "
               f"p99 {hb.p99_gap_ms:5.1f} ms   ({hb.ticks} ticks; target max <= 100 ms)")  # fmt: skip
 
     j = page.grid.grid().kinds.index("ffn_down")

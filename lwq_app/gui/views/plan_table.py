@@ -29,7 +29,7 @@ from lwq_app.core.jobs import format_size
 from lwq_app.core.modelfile import tensor_kind, tensor_layer
 from lwq_app.core.plan import QuantPlan, TensorPlan
 
-from .tensor_table import TENSOR_HEADERS
+from .tensor_table import TENSOR_HEADERS, TensorFilterProxy
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -191,25 +191,10 @@ class PlanTableModel(QAbstractTableModel):
         return None
 
 
-class PlanFilterProxy(QSortFilterProxyModel):
-    """Sorts by raw values; the filter text matches tensor name, kind or types."""
-
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self.setSortRole(RAW_ROLE)
-        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-
-    def set_filter_text(self, text: str) -> None:
-        self.setFilterFixedString(text.strip())
-
-    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
-        rx = self.filterRegularExpression()
-        if not rx.pattern():
-            return True
-        m = self.sourceModel()
-        cols = (PlanColumn.TENSOR, PlanColumn.KIND, PlanColumn.REQUESTED, PlanColumn.EFFECTIVE)
-        return any(rx.match(str(m.index(source_row, c, source_parent).data())).hasMatch()
-                   for c in cols)  # fmt: skip
+def plan_filter_proxy(parent: Any = None) -> TensorFilterProxy:
+    """Sorts by raw values; the filter text matches tensor name, kind or either type."""
+    cols = (PlanColumn.TENSOR, PlanColumn.KIND, PlanColumn.REQUESTED, PlanColumn.EFFECTIVE)
+    return TensorFilterProxy(parent, cols)
 
 
 class TypeComboDelegate(QStyledItemDelegate):

@@ -29,7 +29,7 @@ class QuantizeDialog(QDialog):
     """Folder, name and the predicted size; ``output()`` once accepted."""
 
     def __init__(
-        self, folder: Path, name: str, predicted_bytes: int, parent: QWidget | None = None
+        self, folder: Path, name: str, predicted_bytes: int | None, parent: QWidget | None = None
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Quantize the plan")
@@ -45,7 +45,8 @@ class QuantizeDialog(QDialog):
         form = QFormLayout(self)
         form.addRow("Folder", row)
         form.addRow("File name", self.name)
-        form.addRow("Predicted size", QLabel(format_size(predicted_bytes)))
+        size = "not known yet" if predicted_bytes is None else format_size(predicted_bytes)
+        form.addRow("Predicted size", QLabel(size))
         note = QLabel(
             "The file is written beside a temporary name and renamed when complete: a "
             "cancelled or failed run leaves nothing."

@@ -7,6 +7,7 @@ that ``TensorFilterProxy`` sorts numbers as numbers and shapes by their paramete
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any
 
@@ -166,15 +167,17 @@ class TensorTableModel(QAbstractTableModel):
 
 
 class TensorFilterProxy(QSortFilterProxyModel):
-    """Sorts on the raw values and keeps the rows whose name, kind or type match a text."""
+    """Sorts on the raw values (``UserRole``) and keeps the rows whose text in one of
+    ``columns`` (default: name, kind, type) contains the filter text, case-insensitive. The
+    plan table uses it too, with its own columns."""
 
-    def __init__(self, parent: Any = None) -> None:
+    def __init__(self, parent: Any = None, columns: Sequence[int] = FILTER_COLUMNS) -> None:
         super().__init__(parent)
+        self._columns = tuple(columns)
         self.setSortRole(Qt.ItemDataRole.UserRole)
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
 
     def set_filter_text(self, text: str) -> None:
-        """Keep the rows whose name, kind or type contain ``text`` (case-insensitive)."""
         self.setFilterFixedString(text.strip())
 
     def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
@@ -184,5 +187,5 @@ class TensorFilterProxy(QSortFilterProxyModel):
         model = self.sourceModel()
         return any(
             rx.match(str(model.data(model.index(source_row, col, source_parent)))).hasMatch()
-            for col in FILTER_COLUMNS
+            for col in self._columns
         )
