@@ -23,8 +23,9 @@ from lwq_app.core.plan import PlanCell, PlanGrid
 
 COLOR_MAP = "viridis"
 #: the fixed bits-per-weight range of the colour scale (log), clamped beyond it: the quantized
-#: types span it (Q4_K and Q5_0 were hard to tell apart on 1.5–16), F16/F32 take its top colour
-BPW_RANGE = (1.5, 9.0)
+#: types span most of it (Q4_K and Q5_0 were hard to tell apart on 1.5–16; on 1.5–9 Q8_0 and F16
+#: were both yellow), F16/F32 take its top colour
+BPW_RANGE = (1.5, 12.0)
 #: columns widen to fill the view up to this many pixels
 MAX_COL_W = 132
 _LUT = pg.colormap.get(COLOR_MAP).getLookupTable(nPts=256, alpha=False)
