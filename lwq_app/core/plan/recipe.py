@@ -47,9 +47,7 @@ from ..modelfile.inventory import ModelInfo
 from ..modelfile.type_catalog import TYPES, get_type
 from .quant_plan import PlanRequest, QuantPlan, make_plan, plan_from_preset, plan_from_types
 from .quantize import choose_base_ftype, override_pattern
-
-# the mix rules' own state machine: an import must skip them per matched tensor, as C++ does
-from .stock_mixes import _category, _impl, _State, check_preset
+from .stock_mixes import check_preset, resolve_preset
 
 
 @dataclass(frozen=True)
@@ -346,18 +344,11 @@ def recipe_import(
         return RecipeImport(plan, 0, ignored, source)
 
     first, hits = _first_matches(model, patterns)
-    st = _State(model, with_imatrix)
-    requested: dict[str, str] = {}
-    for t in model.llama_order():  # the mix rules count tensors in the quantizer's order
-        if not t.quantizable:
-            continue
-        hit = first.get(t.name)
-        if hit is not None:
-            requested[t.name] = types[hit]
-        elif pure:
-            requested[t.name] = preset.default_type
-        else:
-            requested[t.name] = _impl(st, preset.default_type, t, preset.name, _category(t.name))
+    resolved = resolve_preset(
+        model, preset.name, with_imatrix, overrides={n: types[k] for n, k in first.items()},
+        pure=pure,
+    )  # fmt: skip
+    requested = {t.name: resolved[t.name] for t in model.tensors if t.quantizable}
     used = set(first.values())
     if patterns and not used:
         raise PlanError(

@@ -11,6 +11,7 @@ tests compare every preset, with and without an imatrix, on every fixture.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..jobs.errors import InputError, PlanError, shown
@@ -318,10 +319,21 @@ def _impl(st: _State, new_type: str, t: TensorInfo, ftype: str, cat: str) -> str
     return new_type
 
 
-def resolve_preset(model: ModelInfo, preset: str, has_imatrix: bool) -> dict[str, str]:
+def resolve_preset(
+    model: ModelInfo,
+    preset: str,
+    has_imatrix: bool,
+    *,
+    overrides: Mapping[str, str] | None = None,
+    pure: bool = False,
+) -> dict[str, str]:
     """Per-tensor *requested* types (before shape fallback) of a stock mix on ``model``.
 
-    Non-quantizable tensors keep their current type.
+    Non-quantizable tensors keep their current type. As ``llama-quantize [--pure]
+    --tensor-type…`` does, and only when the mix's default type is quantized: a tensor in
+    ``overrides`` (name -> type) gets that type and skips the mix rules *and their counters*
+    (overriding ``blk.2.attn_v`` shifts the choice of every later attn_v); with ``pure`` every
+    other tensor gets the default type.
     """
     p = get_preset(preset)
     st = _State(model, has_imatrix)
@@ -332,7 +344,10 @@ def resolve_preset(model: ModelInfo, preset: str, has_imatrix: bool) -> dict[str
             continue
         new_type = p.default_type
         if TYPES[new_type].quantized:
-            new_type = _impl(st, new_type, t, p.name, _category(t.name))
+            if overrides is not None and t.name in overrides:
+                new_type = overrides[t.name]
+            elif not pure:
+                new_type = _impl(st, new_type, t, p.name, _category(t.name))
         out[t.name] = new_type
     return out
 
