@@ -33,8 +33,8 @@ from ..modelfile.hashing import model_hash, sha256_file, sha256_text
 from ..modelfile.imatrix_file import Imatrix, read_imatrix
 from ..modelfile.inventory import ModelInfo, TensorInfo, open_model
 from ..modelfile.type_catalog import CANDIDATES as CANDIDATES  # moved; importable from here
-from ..modelfile.type_catalog import TYPES, valid_types
-from ..plan.stock_mixes import tensor_requires_imatrix
+from ..modelfile.type_catalog import TYPES
+from ..plan.ladder import valid_candidates
 
 SENS_VERSION = 1
 
@@ -107,18 +107,9 @@ class Sensitivity:
 def candidate_types(
     t: TensorInfo, has_imatrix_entry: bool, types: Sequence[str] = CANDIDATES
 ) -> list[str]:
-    """Types valid for ``t``: blocks divide ne0 (no fallback) and imatrix needs are met."""
-    from ..engine.kernels import requires_imatrix
-
-    out = []
-    for name in valid_types(t.ne0, tuple(types)):
-        q = TYPES[name]
-        if not has_imatrix_entry and (
-            requires_imatrix(q.ggml_id) or tensor_requires_imatrix(t.name, name, None)
-        ):
-            continue
-        out.append(name)
-    return out
+    """Types valid for ``t``: blocks divide ne0 (no fallback) and imatrix needs are met
+    (``plan.ladder.valid_candidates``: the plan editor's ladders are the same types)."""
+    return valid_candidates(t.name, t.ne0, has_imatrix_entry, types)
 
 
 def read_rows(t: TensorInfo, model: ModelInfo, rows: np.ndarray | None) -> np.ndarray:

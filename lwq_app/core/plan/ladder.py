@@ -2,16 +2,16 @@
 
 A tensor's ladder is the set of types Auto would consider for it (``CANDIDATES``), keeping
 only the types llama.cpp writes as they are for the tensor's row width (no shape fallback) and,
-without an importance matrix, none that needs one — the rule of
-``importance.sensitivity.candidate_types``. Stepping along a tensor's *own* ladder means a
-576-wide tensor goes Q4_0 → Q4_1 → Q5_0 while a 1536-wide one in the same selection goes
+without an importance matrix, none that needs one — ``valid_candidates``, which Auto's
+``candidate_types`` uses too. Stepping along a tensor's *own* ladder means a 576-wide tensor
+goes Q4_0 → Q4_1 → Q5_0 while a 1536-wide one in the same selection goes
 Q4_K → Q5_0 → Q5_1 → Q5_K, and neither ever lands on a type that would silently fall back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from functools import lru_cache
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache, lru_cache
 
 from ..jobs.errors import PlanError, shown
 from ..modelfile.type_catalog import CANDIDATES, PLANNABLE, TYPES, valid_types
@@ -28,12 +28,26 @@ def type_order_key(type_name: str) -> tuple[float, int]:
     return (TYPES[type_name].bpw, _RANK.get(type_name, len(PLANNABLE)))
 
 
-@lru_cache(maxsize=1)
-def _ggml_requires_imatrix() -> frozenset[str]:
-    """The candidates ggml itself refuses to quantize without weights (asked once)."""
+@cache
+def _ggml_requires_imatrix(type_name: str) -> bool:
+    """Whether ggml itself refuses to quantize ``type_name`` without weights (asked once)."""
     from ..engine.kernels import requires_imatrix
 
-    return frozenset(n for n in CANDIDATES if requires_imatrix(TYPES[n].ggml_id))
+    return requires_imatrix(TYPES[type_name].ggml_id)
+
+
+def valid_candidates(
+    name: str, ne0: int, with_imatrix: bool, types: Sequence[str] = CANDIDATES
+) -> list[str]:
+    """The types of ``types`` the tensor ``name`` of row width ``ne0`` may be planned as:
+    their blocks divide ``ne0`` (no shape fallback) and, without an imatrix, neither ggml nor
+    llama.cpp (``tensor_requires_imatrix``) refuses them. Auto's candidates
+    (``importance.candidate_types``) and the ladders are these."""
+    return [
+        t
+        for t in valid_types(ne0, tuple(types))
+        if with_imatrix or not (_ggml_requires_imatrix(t) or tensor_requires_imatrix(name, t, None))
+    ]
 
 
 @lru_cache(maxsize=4096)
@@ -41,14 +55,7 @@ def _ladder(ne0: int, exempt_name: bool, with_imatrix: bool) -> tuple[str, ...]:
     """The ladder of a quantizable tensor of row width ``ne0``; the name only matters through
     ``tensor_requires_imatrix``'s exemption of token_embd/output."""
     name = _EXEMPT[0] if exempt_name else "blk.0.ffn_down.weight"
-    out = []
-    for t in valid_types(ne0, CANDIDATES):
-        if not with_imatrix and (
-            t in _ggml_requires_imatrix() or tensor_requires_imatrix(name, t, None)
-        ):
-            continue
-        out.append(t)
-    return tuple(sorted(out, key=type_order_key))
+    return tuple(sorted(valid_candidates(name, ne0, with_imatrix), key=type_order_key))
 
 
 def tensor_ladder(t: TensorPlan, with_imatrix: bool) -> tuple[str, ...]:
