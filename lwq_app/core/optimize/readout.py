@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..evaluate.targets import MixFit, TargetFit, plan_fit
-from ..jobs.errors import PlanError
 from ..modelfile.inventory import ModelInfo
 from ..plan.file_size import FileSize, file_layout
 from ..plan.quant_plan import QuantPlan, plan_from_preset
@@ -55,20 +54,25 @@ class ReadoutContext:
         self.fit, self.predictor = fit, predictor
         self._layout = file_layout(model, imatrix=imatrix, output=output)
         self._n_params = max(1, model.n_params)
-        #: (preset, file bytes) of every stock mix that can be written with these inputs
-        self.presets: tuple[tuple[str, int], ...] = tuple(self._preset_sizes())
+        #: every stock mix that can be written with these inputs (the rule of
+        #: ``auto_plan.nearest_preset``), kept for diffs against the nearest
+        self._preset_plans: dict[str, QuantPlan] = {}
+        for name in QUANT_PRESETS:
+            ref = plan_from_preset(model, name, with_imatrix)
+            if with_imatrix or not ref.needs_imatrix():
+                self._preset_plans[name] = ref
+        #: (preset, file bytes) of each of them
+        self.presets: tuple[tuple[str, int], ...] = tuple(
+            (name, self.file_size(ref).total) for name, ref in self._preset_plans.items()
+        )
 
-    def _preset_sizes(self) -> list[tuple[str, int]]:
-        out = []
-        for name in QUANT_PRESETS:  # the rule of ``auto_plan.nearest_preset``
-            ref = plan_from_preset(self.model, name, self.with_imatrix)
-            if not self.with_imatrix and ref.needs_imatrix():
-                continue
-            out.append((name, self._layout.file_size(t.size_bytes for t in ref.tensors).total))
-        return out
+    def preset_plan(self, name: str) -> QuantPlan:
+        """The stock mix ``name`` as these inputs write it (one of ``presets``)."""
+        return self._preset_plans[name]
 
     def file_size(self, plan: QuantPlan) -> FileSize:
-        return self._layout.file_size(t.size_bytes for t in plan.tensors)
+        """``PlanError`` for a plan of another model."""
+        return self._layout.plan_size(plan, self.model.path.name)
 
     def nearest(self, file_bytes: int) -> tuple[str, int]:
         """The stock mix nearest to a file of ``file_bytes``, and ``file_bytes`` minus its."""
@@ -77,11 +81,6 @@ class ReadoutContext:
 
     def readout(self, plan: QuantPlan) -> PlanReadout:
         """Every figure of ``plan``; ``PlanError`` for a plan of another model."""
-        if plan.model_fingerprint != self._layout.fingerprint:
-            raise PlanError(
-                f"plan is for another model (fingerprint {plan.model_fingerprint}, "
-                f"{self.model.path.name} is {self._layout.fingerprint})"
-            )
         fs = self.file_size(plan)
         name, delta = self.nearest(fs.total)
         return PlanReadout(

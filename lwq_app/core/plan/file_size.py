@@ -74,6 +74,16 @@ class FileLayout:
         pad += -self.metadata % a
         return FileSize(data, pad, self.metadata)
 
+    def plan_size(self, plan: QuantPlan, model_name: str) -> FileSize:
+        """The file of ``plan``; ``PlanError`` for a plan of another model than this layout's
+        (``model_name``, for the message)."""
+        if plan.model_fingerprint != self.fingerprint:
+            raise PlanError(
+                f"plan is for another model (fingerprint {plan.model_fingerprint}, "
+                f"{model_name} is {self.fingerprint})"
+            )
+        return self.file_size(t.size_bytes for t in plan.tensors)
+
 
 def _kv_bytes(key: str, value: int | str) -> int:
     """One key/value record: key (u64 length + bytes), u32 type, value (u32, or a string)."""
@@ -144,10 +154,4 @@ def predict_file_size(
     """The exact size of the GGUF ``quantize`` writes for ``plan`` (see the module docstring;
     ``output`` None: an upper bound, exact for a 127-byte sidecar name). ``PlanError`` for a
     plan of another model."""
-    layout = file_layout(model, imatrix=imatrix, output=output)
-    if plan.model_fingerprint != layout.fingerprint:
-        raise PlanError(
-            f"plan is for another model (fingerprint {plan.model_fingerprint}, "
-            f"{model.path.name} is {layout.fingerprint})"
-        )
-    return layout.file_size(t.size_bytes for t in plan.tensors)
+    return file_layout(model, imatrix=imatrix, output=output).plan_size(plan, model.path.name)

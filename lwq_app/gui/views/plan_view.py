@@ -244,13 +244,11 @@ class PlanView(QWidget):
         self._update_overlay()
 
     def _update_diff(self, plan: QuantPlan) -> None:
-        r = self.readouts.readout
-        model = self.editor.model
-        if r is None or model is None:
+        r, ctx = self.readouts.readout, self.plan_actions.readout_context()
+        if r is None or ctx is None:
             self.diff_label.setText("")
             return
-        ref = plan_from_preset(model, r.nearest_preset, self.plan_actions.with_imatrix())
-        d = diff_plans(ref, plan, r.nearest_preset, self.editor.name)
+        d = diff_plans(ctx.preset_plan(r.nearest_preset), plan, r.nearest_preset, self.editor.name)
         self.diff_label.setText(
             f"vs {r.nearest_preset}: {len(d.changes)} tensor(s) differ, "
             f"{'+' if d.size_delta_bytes >= 0 else '−'}{format_size(abs(d.size_delta_bytes))} "
