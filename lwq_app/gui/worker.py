@@ -118,6 +118,18 @@ class JobRunner(QObject):
         worker.start()
         return job
 
+    def submit_call(
+        self,
+        title: str,
+        fn: Callable[[], Any],
+        *,
+        on_result: ResultSlot | None = None,
+        on_error: ErrorSlot | None = None,
+    ) -> Job:
+        """``submit`` for a quick core function that reports no progress and has no cancel
+        point (a plan file read or write, a table of readouts): ``fn()`` off the GUI thread."""
+        return self.submit(title, _plain_call, fn, on_result=on_result, on_error=on_error)
+
     # -- control --------------------------------------------------------------------------
     @property
     def running(self) -> tuple[Job, ...]:
@@ -164,3 +176,7 @@ class JobRunner(QObject):
             self._notifier.report(slot_exc, f"{job.title} (showing the result)")
         finally:
             self.job_ended.emit(job)
+
+
+def _plain_call(fn: Callable[[], Any], *, progress: object, cancel: object) -> Any:
+    return fn()

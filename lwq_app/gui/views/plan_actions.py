@@ -11,7 +11,6 @@ jobs too: a header read of a large GGUF must not stall the window.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from lwq_app.core.importance import (
     imatrix_statistics,
     measure_sensitivity,
 )
-from lwq_app.core.jobs import CancelToken, LwqError, ProgressSink
+from lwq_app.core.jobs import LwqError
 from lwq_app.core.optimize import (
     AutoPlanRequest,
     AutoPlanResult,
@@ -61,17 +60,6 @@ from .quantize_dialog import QuantizeDialog
 QUICK_ROWS = 32
 RECIPE_FILTER = "llama-quantize tensor types (*.txt);;All files (*)"
 PLAN_FILTER = "lwq plans (*.json);;All files (*)"
-
-
-@dataclass(frozen=True)
-class _Call:
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-
-
-def _call(r: _Call, *, progress: ProgressSink, cancel: CancelToken) -> Any:
-    """A quick core function (a file read or write) in the job shape the bridge runs."""
-    return r.fn(*r.args)
 
 
 class PlanActions(QObject):
@@ -185,7 +173,7 @@ class PlanActions(QObject):
                     self._readout, self._readout_key = ctx, key
                     self.inputs_changed.emit()
 
-            self._ctx.runner.submit("Plan readouts", _call, _Call(build, ()), on_result=done)
+            self._ctx.runner.submit_call("Plan readouts", build, on_result=done)
         same_model = self._readout_key is not None and self._readout_key[0] == model.path
         return self._readout if same_model else None
 
@@ -294,7 +282,7 @@ class PlanActions(QObject):
         return menu
 
     def _file_job(self, title: str, fn: Any, *args: Any, done: Any) -> Job:
-        return self._ctx.runner.submit(title, _call, _Call(fn, args), on_result=done)
+        return self._ctx.runner.submit_call(title, partial(fn, *args), on_result=done)
 
     def _applied(self, text: str) -> Callable[[QuantPlan], None]:
         def apply(plan: QuantPlan) -> None:
