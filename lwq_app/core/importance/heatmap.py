@@ -16,7 +16,6 @@ from typing import Literal
 
 import numpy as np
 
-from ..modelfile.inventory import KIND_ORDER as KIND_ORDER  # moved; importable from here
 from ..modelfile.inventory import ModelInfo, kind_sort_key, tensor_kind, tensor_layer
 from .sensitivity import Sensitivity
 from .statistics import ImatrixStats
@@ -77,10 +76,6 @@ def layer_profile(hm: Heatmap) -> np.ndarray:
     return np.where(n > 0, out, np.nan)
 
 
-#: the column order (moved to ``modelfile.inventory.kind_sort_key``; old name kept)
-_kind_key = kind_sort_key
-
-
 def heatmap(
     values: Mapping[str, float],
     label: str,
@@ -95,7 +90,9 @@ def heatmap(
     """
     names = list(all_tensors) if all_tensors is not None else list(values)
     layers = sorted({x for n in names if (x := tensor_layer(n)) is not None})
-    kinds = sorted({tensor_kind(n) for n in names if tensor_layer(n) is not None}, key=_kind_key)
+    kinds = sorted(
+        {tensor_kind(n) for n in names if tensor_layer(n) is not None}, key=kind_sort_key
+    )
     li = {x: i for i, x in enumerate(layers)}
     ki = {k: j for j, k in enumerate(kinds)}
     mat = np.full((len(layers), len(kinds)), np.nan)
