@@ -168,11 +168,16 @@ def _parse_entry(spec: str, where: str) -> tuple[str, str]:
         raise PlanError(f"{where}: missing tensor name in {shown(spec, 80)}")
     if not type_name:
         raise PlanError(f"{where}: missing quantization type in {shown(spec, 80)}")
+    return _checked(name.translate(_ASCII_LOWER), type_name, where)
+
+
+def _checked(pattern: str, type_name: str, where: str) -> tuple[str, str]:
+    """``(pattern, canonical type)``; ``PlanError`` at ``where`` for an unknown type or a
+    regex that does not compile."""
     try:
         qt = get_type(type_name)
     except KeyError as e:
         raise PlanError(f"{where}: {shown(e.args[0], 300)}") from None
-    pattern = name.translate(_ASCII_LOWER)
     try:
         re.compile(pattern)
     except (re.error, RecursionError, OverflowError) as e:
@@ -323,17 +328,9 @@ def recipe_import(
             raise PlanError(
                 f"{source}: override #{k + 1} {shown(item, 80)}: expected (pattern, type)"
             )
-        pattern, type_name = item
-        try:
-            re.compile(pattern)
-            types.append(get_type(type_name).name)
-        except KeyError as e:
-            raise PlanError(f"{source}: override #{k + 1}: {shown(e.args[0], 300)}") from None
-        except (re.error, RecursionError, OverflowError) as e:
-            raise PlanError(
-                f"{source}: override #{k + 1}: invalid regex {shown(pattern, 80)}: {e}"
-            ) from None
+        pattern, type_name = _checked(*item, f"{source}: override #{k + 1}")
         patterns.append(pattern)
+        types.append(type_name)
     if not TYPES[preset.default_type].quantized:  # llama.cpp does not look at the overrides
         plan = plan_from_preset(model, preset.name, with_imatrix)
         why = f"is ignored: base ftype {preset.name} is not quantized, so llama-quantize uses no override"
