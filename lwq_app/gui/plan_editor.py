@@ -17,7 +17,7 @@ from PySide6.QtGui import QUndoCommand
 from lwq_app.core.jobs import LwqError
 from lwq_app.core.modelfile import ModelInfo
 from lwq_app.core.plan import QuantPlan, plan_from_preset
-from lwq_app.core.results.project import project_plans
+from lwq_app.core.results.project import project_plan, project_plans
 
 from .context import AppContext
 
@@ -72,8 +72,8 @@ class PlanEditor(QObject):
         self.model = model
         try:
             plans = project_plans(state, model)
-        except LwqError as e:  # a damaged plan is reported and replaced, the others kept
-            self._ctx.notifier.report(e, "Read the project's plans")
+        except LwqError as e:  # reported; editing starts from a fresh plan 1 (the project
+            self._ctx.notifier.report(e, "Read the project's plans")  # keeps the others)
             plans = {}
         if plans:
             self.name, plan = next(reversed(plans.items()))
@@ -132,7 +132,7 @@ class PlanEditor(QObject):
         if state is None or model is None or name == self.name:
             return
         try:
-            plan = project_plans(state, model)[name]
+            plan = project_plan(state, model, name)
         except (LwqError, KeyError) as e:
             self._ctx.notifier.report(e, f"Open the plan {name!r}")
             return

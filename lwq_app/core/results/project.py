@@ -346,13 +346,17 @@ def project_plans(state: ProjectState, model: ModelInfo) -> dict[str, QuantPlan]
     """The project's named plans, each checked against ``model`` (``plan_from_dict``);
     ``PlanError`` naming the project and the plan for one that is damaged or for another
     model."""
-    out: dict[str, QuantPlan] = {}
-    for name, data in state.plans.items():
-        try:
-            out[name] = plan_from_dict(model, data, source=f"plan {_quoted(name)}")
-        except PlanError as e:
-            raise PlanError(f"project {state.name!r}: {e}") from None
-    return out
+    return {name: project_plan(state, model, name) for name in state.plans}
+
+
+def project_plan(state: ProjectState, model: ModelInfo, name: str) -> QuantPlan:
+    """The project's plan ``name`` (``KeyError`` if there is none), checked as
+    ``project_plans`` checks each."""
+    data = state.plans[name]
+    try:
+        return plan_from_dict(model, data, source=f"plan {_quoted(name)}")
+    except PlanError as e:
+        raise PlanError(f"project {state.name!r}: {e}") from None
 
 
 def load_state(folder: Path) -> ProjectState:
