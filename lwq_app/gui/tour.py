@@ -192,12 +192,19 @@ class Tour:
                          QPoint(int(pos.x()), int(pos.y())))  # fmt: skip
 
 
-def mouse(widget: QWidget, kind: QMouseEvent.Type, pos: QPoint, buttons: Qt.MouseButton) -> None:
-    """One real mouse event at ``pos`` (QTest's moves carry no buttons: a drag needs this)."""
+def mouse(
+    widget: QWidget,
+    kind: QMouseEvent.Type,
+    pos: QPoint,
+    buttons: Qt.MouseButton,
+    mods: Qt.KeyboardModifier = Qt.KeyboardModifier.NoModifier,
+) -> None:
+    """One real mouse event at ``pos`` with the left button as the event's button (none for a
+    move), sent straight to ``widget``: QTest's moves carry no held buttons, a drag needs
+    them. The tour, the benchmarks and the GUI tests drive drags with it."""
     press = kind is not QMouseEvent.Type.MouseMove
     button = Qt.MouseButton.LeftButton if press else Qt.MouseButton.NoButton
-    ev = QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), button, buttons,
-                     Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    ev = QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), button, buttons, mods)
     QApplication.sendEvent(widget, ev)
 
 

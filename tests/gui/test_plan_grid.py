@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QContextMenuEvent, QMouseEvent, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -29,6 +29,7 @@ from lwq_app.core.importance.overlay import tensor_values
 from lwq_app.core.modelfile import open_model
 from lwq_app.core.plan import PlanGrid, plan_from_preset, plan_grid
 from lwq_app.gui.theme import dark_palette
+from lwq_app.gui.tour import mouse
 from lwq_app.gui.views.plan_grid import STEP_PX, PlanGridView
 from lwq_app.gui.views.plan_grid_layout import bpw_colors, overlay_fractions
 
@@ -39,21 +40,8 @@ SHIFT = Qt.KeyboardModifier.ShiftModifier
 CTRL = Qt.KeyboardModifier.ControlModifier
 
 
-def _mouse(
-    widget: QWidget,
-    kind: QMouseEvent.Type,
-    pos: QPoint,
-    buttons: Qt.MouseButton,
-    mods: Qt.KeyboardModifier = NOMOD,
-) -> None:
-    """A mouse event sent straight to ``widget`` (QTest's mouseMove drops held buttons)."""
-    button = NONE if kind == QMouseEvent.Type.MouseMove else LEFT
-    ev = QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), button, buttons, mods)
-    QApplication.sendEvent(widget, ev)
-
-
 def press(widget: QWidget, pos: QPoint, mods: Qt.KeyboardModifier = NOMOD) -> None:
-    _mouse(widget, QMouseEvent.Type.MouseButtonPress, pos, LEFT, mods)
+    mouse(widget, QMouseEvent.Type.MouseButtonPress, pos, LEFT, mods)
 
 
 def move_to(widget: QWidget, start: QPoint, end: QPoint, mods: Qt.KeyboardModifier = NOMOD) -> None:
@@ -61,11 +49,11 @@ def move_to(widget: QWidget, start: QPoint, end: QPoint, mods: Qt.KeyboardModifi
     n = max(abs(end.x() - start.x()), abs(end.y() - start.y())) // 4 + 1
     for k in range(1, n + 1):
         p = start + (end - start) * (k / n)
-        _mouse(widget, QMouseEvent.Type.MouseMove, p, LEFT, mods)
+        mouse(widget, QMouseEvent.Type.MouseMove, p, LEFT, mods)
 
 
 def release(widget: QWidget, pos: QPoint, mods: Qt.KeyboardModifier = NOMOD) -> None:
-    _mouse(widget, QMouseEvent.Type.MouseButtonRelease, pos, NONE, mods)
+    mouse(widget, QMouseEvent.Type.MouseButtonRelease, pos, NONE, mods)
 
 
 def drag(widget: QWidget, start: QPoint, dy: int, mods: Qt.KeyboardModifier = NOMOD) -> None:

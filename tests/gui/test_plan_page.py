@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 from heartbeat import Heartbeat
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QWidget
 
 import fixtures
 from lwq_app.core.jobs import Phase
@@ -40,6 +40,7 @@ from lwq_app.core.plan import (
 from lwq_app.core.results.workspace import attach_imatrix
 from lwq_app.gui.context import Step
 from lwq_app.gui.main_window import MainWindow
+from lwq_app.gui.tour import mouse
 from lwq_app.gui.views.auto_panel import FILE_SIZE
 from lwq_app.gui.views.plan_grid import STEP_PX
 from lwq_app.gui.views.plan_view import PlanView
@@ -50,31 +51,20 @@ MAX_GAP_MS = 500
 TEMP_NAMES = (".lwq-tmp", ".part")
 
 
-def _mouse(widget: QWidget, kind: QMouseEvent.Type, pos: QPoint, buttons: Qt.MouseButton) -> None:
-    button = (
-        Qt.MouseButton.LeftButton if kind != QMouseEvent.Type.MouseMove else Qt.MouseButton.NoButton
-    )
-    global_pos = QPointF(widget.mapToGlobal(pos))
-    ev = QMouseEvent(
-        kind, QPointF(pos), global_pos, button, buttons, Qt.KeyboardModifier.NoModifier
-    )
-    QApplication.sendEvent(widget, ev)
-
-
 def drag(qtbot, widget: QWidget, start: QPoint, dy: int) -> None:
     """Press at ``start``, move up (``dy`` < 0) or down in small steps, release."""
     left = Qt.MouseButton.LeftButton
-    _mouse(widget, QMouseEvent.Type.MouseButtonPress, start, left)
+    mouse(widget, QMouseEvent.Type.MouseButtonPress, start, left)
     step = -4 if dy < 0 else 4
     for y in range(step, dy + step, step):
-        _mouse(
+        mouse(
             widget,
             QMouseEvent.Type.MouseMove,
             start + QPoint(0, max(dy, y) if dy < 0 else min(dy, y)),
             left,
         )
         qtbot.wait(1)
-    _mouse(
+    mouse(
         widget, QMouseEvent.Type.MouseButtonRelease, start + QPoint(0, dy), Qt.MouseButton.NoButton
     )
 
