@@ -397,19 +397,27 @@ MAX_PLAN_BYTES = 64 << 20
 _LONG_NUMBER = re.compile(r"\d{4000,}")
 
 
+def read_small_text(path: Path, limit: int, what: str, not_what: str) -> str:
+    """The UTF-8 text of a small input file (a plan, a recipe); ``PlanError`` naming it when
+    it is missing, over ``limit`` bytes, not UTF-8 or unreadable. ``what`` names the kind of
+    file (``"plan file"``), ``not_what`` what a wrong one is not (``"an lwq plan"``)."""
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise PlanError(f"{path}: {size} bytes is too large for a {what}")
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(f"{path}: no such {what}") from None
+    except UnicodeDecodeError as e:
+        raise PlanError(f"{path}: not UTF-8 text at byte {e.start}; not {not_what}") from None
+    except OSError as e:
+        raise PlanError(f"{path}: cannot read {what}: {e.strerror or e}") from None
+
+
 def load_plan(path: str | Path, model: ModelInfo, *, strict: bool = False) -> QuantPlan:
     """Read a plan JSON; errors name the file (and the line for JSON syntax errors)."""
     p = Path(path)
-    try:
-        if p.stat().st_size > MAX_PLAN_BYTES:
-            raise PlanError(f"{p}: {p.stat().st_size} bytes is too large for a plan file")
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanError(f"{p}: no such plan file") from None
-    except UnicodeDecodeError as e:
-        raise PlanError(f"{p}: not UTF-8 text at byte {e.start}; not an lwq plan") from None
-    except OSError as e:
-        raise PlanError(f"{p}: cannot read plan: {e.strerror or e}") from None
+    text = read_small_text(p, MAX_PLAN_BYTES, "plan file", "an lwq plan")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -45,7 +45,14 @@ from ..jobs.errors import PlanError, shown
 from ..jobs.progress import CancelToken, ProgressSink, check, no_progress
 from ..modelfile.inventory import ModelInfo
 from ..modelfile.type_catalog import TYPES, get_type
-from .quant_plan import PlanRequest, QuantPlan, make_plan, plan_from_preset, plan_from_types
+from .quant_plan import (
+    PlanRequest,
+    QuantPlan,
+    make_plan,
+    plan_from_preset,
+    plan_from_types,
+    read_small_text,
+)
 from .quantize import choose_base_ftype, override_pattern
 from .stock_mixes import check_preset, resolve_preset
 
@@ -394,18 +401,7 @@ def plan_from_recipe(
 
 def read_recipe_text(path: Path) -> str:
     """A recipe file's text; ``PlanError`` naming the file if it is missing, huge or not UTF-8."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > MAX_RECIPE_BYTES:
-            raise PlanError(f"{p}: {size} bytes is too large for a tensor-type file")
-        return p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanError(f"{p}: no such tensor-type file") from None
-    except UnicodeDecodeError as e:
-        raise PlanError(f"{p}: not UTF-8 text at byte {e.start}; not a tensor-type file") from None
-    except OSError as e:
-        raise PlanError(f"{p}: cannot read tensor-type file: {e.strerror or e}") from None
+    return read_small_text(Path(path), MAX_RECIPE_BYTES, "tensor-type file", "a tensor-type file")
 
 
 def import_recipe(
