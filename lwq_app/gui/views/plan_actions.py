@@ -160,7 +160,7 @@ class PlanActions(QObject):
         model, state = self._ctx.session.model, self._ctx.session.state
         if model is None or state is None:
             return None
-        key = (model.path, state.imatrix, id(self.fit), id(self.predictor))
+        key = (model.path, state.imatrix, self.fit, self.predictor)  # held: no reused id()
         if self._readout is not None and self._readout_key == key:
             return self._readout
         if self._readout_pending != key:
