@@ -99,7 +99,7 @@ class PlanReadoutBar(QWidget):
         self.values["nearest"].setText(f"{r.nearest_preset} {_signed_size(r.nearest_delta_bytes)}")
         if r.kld is None:
             self.titles["kld"].setText(_TITLES["kld"])
-            self.values["kld"].setText("needs an imatrix")
+            self.values["kld"].setText("waiting for the sensitivity")  # the predictor comes with it
             self.calibrate.hide()
         else:
             k = r.kld
