@@ -167,12 +167,25 @@ def child_pass(
 ) -> PassScores:
     t0 = time.monotonic()
     text = read_eval_text(Path(text_path))
-    ctx.progress(Progress(Phase.LOAD, 0, 1, Path(model).name))
+    name = Path(model).name
+    ctx.progress(Progress(Phase.LOAD, 0, 1, name))
+    loaded = [0.0]
+
+    def on_load(f: float) -> bool:
+        """llama.cpp's load progress as 0–0.8 of the phase, in steps of a tenth; the rest is
+        the tokenizing and the output head (a second or more on a slow disk: the phase
+        reports as it goes)."""
+        if f - loaded[0] >= 0.1 and f < 1.0:
+            loaded[0] = f
+            ctx.progress(Progress(Phase.LOAD, 0.8 * f, 1, name))
+        return True
+
     capture = HiddenCapture() if base_out is not None and not full_logits else None
     with LlamaSession(
         model, n_ctx=n_ctx, n_seq=n_seq, threads=threads, gpu_layers=gpu_layers,
-        cb_eval=None if capture is None else capture.callback,
+        cb_eval=None if capture is None else capture.callback, on_load=on_load,
     ) as s:  # fmt: skip
+        ctx.progress(Progress(Phase.LOAD, 0.8, 1, f"{name}: tokenizing"))
         base = None if base_in is None else load_base_logits(Path(base_in))
         if base is not None:
             # llama-perplexity's KLD pass reads the tokens from the base file; so does lwq,
@@ -196,6 +209,7 @@ def child_pass(
                 )
             n_max = len(tokens) // n_ctx
             n_chunk = n_max if not n_chunks or n_chunks < 0 else min(n_chunks, n_max)
+        ctx.progress(Progress(Phase.LOAD, 0.9, 1, f"{name}: output head"))
         head = None
         store = None
         if base_out is not None:
