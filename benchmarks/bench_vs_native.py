@@ -6,13 +6,18 @@ it is within 5%), the spread of the ratios of neighbouring runs, and the ratio o
 with a bootstrap interval.
 
     python benchmarks/bench_vs_native.py --tools /work/ref/build/bin --model M.gguf \
-        [-p 512] [-n 128] [-r 5] [--runs 10] [--threads 2]
+        [-p 512] [-n 128] [-r 5] [--runs 10] [--threads 2] [--load-core 0]
+
+``--load-core C`` runs the comparison under a controlled competing load: one busy process
+(a pure spin loop, ordinary priority) pinned to core C for the whole run, started before
+the first run, so both tools see the same load; the load average is printed per run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -21,6 +26,8 @@ from statistics import fmean, stdev
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median
+
+from lwq_app.core.engine.common import cpu_extra_buffers_safe
 
 
 def run_json(cmd: list[str]) -> list[dict]:
@@ -43,9 +50,31 @@ def main() -> None:
     ap.add_argument("-r", type=int, default=5)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--load-core", type=int, default=None, metavar="C",
+                    help="run a busy process pinned to core C during the whole comparison")
     a = ap.parse_args()
+    load = start_load(a.load_core) if a.load_core is not None else None
+    try:
+        compare(a)
+    finally:
+        if load is not None:
+            load.kill()
+            load.wait()
+
+
+def start_load(core: int) -> subprocess.Popen[bytes]:
+    """A spinning process pinned to ``core`` (``taskset``'s job, done with sched_setaffinity)."""
+    code = f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass"
+    p = subprocess.Popen([sys.executable, "-c", code])
+    print(f"competing load: pid {p.pid} spinning on core {core}", flush=True)
+    return p
+
+
+def compare(a: argparse.Namespace) -> None:
     native = [str(a.tools / "llama-bench"), "-m", str(a.model), "-p", str(a.p), "-n", str(a.n),
               "-r", str(a.r), "-t", str(a.threads), "-o", "json"]  # fmt: skip
+    if not cpu_extra_buffers_safe():  # what lwq does on AMX CPUs (llama.cpp #20824)
+        native += ["--repack", "0"]
     lwq = [sys.executable, "-m", "lwq_app.cli", "bench", str(a.model), "-p", str(a.p),
            "-n", str(a.n), "-r", str(a.r), "--threads", str(a.threads), "--json",
            "--no-store"]  # fmt: skip
@@ -54,8 +83,10 @@ def main() -> None:
         for name in ("native", "lwq") if i % 2 == 0 else ("lwq", "native"):
             for r in run_json(native if name == "native" else lwq):
                 ts[name].setdefault(key(r), []).append(r["avg_ts"])
+                la = os.getloadavg()[0]
                 print(
-                    f"run {i + 1} {name:6} {key(r):6}: {r['avg_ts']:9.2f} ± {r['stddev_ts']:.2f} t/s",
+                    f"run {i + 1} {name:6} {key(r):6}: {r['avg_ts']:9.2f} ± {r['stddev_ts']:.2f} t/s"
+                    f"  (load avg {la:.2f})",
                     flush=True,
                 )
     for test in ts["native"]:

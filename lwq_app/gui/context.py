@@ -20,12 +20,14 @@ from .worker import JobRunner
 
 
 class Step(str, Enum):
-    """The workflow steps of the sidebar, in order (Run and Results come later)."""
+    """The workflow steps of the sidebar, in order."""
 
     MODEL = "Model"
     TARGET = "Target"
     IMPORTANCE = "Importance"
     PLAN = "Plan"
+    RUN = "Run"
+    RESULTS = "Results"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ or re-quantized file gets its own. Inside:
 ``project.json`` version 2 holds the model (name, architecture, hash, the float
 ``base_model`` it is for), every path opened into it (``paths``), the imatrix, the hardware
 target, the named plans (``plans``: name -> plan JSON, as ``QuantPlan.to_dict`` writes it),
-the quantized variants made from them (``variants``) and created/modified stamps; version 1
+the quantized variants made from them (``variants``), the one evaluation setting they are
+measured under (``eval_settings``, ``eval_settings.py``) and created/modified stamps; version 1
 (name, architecture, hash, paths, created) is migrated on reading. ``plans`` and
 ``variants`` are optional keys, so version 2 files written before them still load. Every write checks the lock first: while another
 process has the project open, the CLI's writes are refused with ``ProjectLocked``.
@@ -43,6 +44,7 @@ from ..jobs.paths import data_dir
 from ..modelfile.hashing import model_hash
 from ..modelfile.inventory import ModelInfo, as_model_info
 from ..plan.quant_plan import QuantPlan, plan_from_dict
+from .eval_settings import EvalSettings
 from .project_lock import check_unlocked
 
 PROJECT_FILE = "project.json"
@@ -186,6 +188,8 @@ class ProjectState:
     created: str = ""
     modified: str = ""
     variants: tuple[Variant, ...] = ()
+    #: how variants are measured (None: not chosen yet; the app proposes a default)
+    eval_settings: EvalSettings | None = None
 
     def with_source(self, path: Path) -> ProjectState:
         """The state with ``path`` (resolved) among the sources, once."""
@@ -263,6 +267,7 @@ class ProjectState:
             "target": None if self.target is None else self.target.to_json(),
             "plans": dict(self.plans),
             "variants": [v.to_json() for v in self.variants],
+            "eval_settings": None if self.eval_settings is None else self.eval_settings.to_json(),
             "created": self.created,
             "modified": self.modified,
         }
@@ -329,9 +334,13 @@ def _state_from_json(d: dict[str, Any], folder: Path, p: Path) -> ProjectState:
         Variant.from_json(v, f"{p}: field 'variants' item {i + 1}")
         for i, v in enumerate(raw_variants)
     )
+    settings = d.get("eval_settings")
     return ProjectState(
         PROJECT_VERSION,
         base_model=Path(_text(d, "base_model", p)),
+        eval_settings=None
+        if settings is None
+        else EvalSettings.from_json(settings, f"{p}: field 'eval_settings'"),
         imatrix=None if imx is None else folder / imx,
         imatrix_dataset=_text(d, "imatrix_dataset", p, optional=True),
         target=None if target is None else TargetSpec.from_json(target, str(p)),
