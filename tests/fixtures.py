@@ -339,3 +339,20 @@ def deep_model(n_layer: int = 80) -> Path:
         make_deep(tmp, n_layer)
         tmp.replace(out)
     return out
+
+
+def write_hellaswag(path: Path, n: int = 20, seed: int = 1) -> Path:
+    """``n`` tasks in HellaSwag's 6-line text format (context, gold index, four endings): the
+    right ending continues a repeated 3-word cycle, the wrong ones are noise."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["red", "green", "blue", "black", "white", "yellow", "orange"]
+    lines: list[str] = []
+    for _ in range(n):
+        cycle = rng.sample(words, 3)
+        gold = rng.randrange(4)
+        wrong = ["zebra quantum", "volcano pencil", "marble orchestra"]
+        lines += [" ".join(cycle * 3), str(gold), *wrong[:gold], " ".join(cycle), *wrong[gold:]]
+    path.write_text("\n".join(lines) + "\n")
+    return path

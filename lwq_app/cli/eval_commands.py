@@ -136,6 +136,7 @@ def _pair(s: str) -> tuple[int, int]:
 
 def cmd_bench(a: argparse.Namespace) -> int:
     from ..core.evaluate.bench import BenchRequest, bench, markdown_table
+    from ..core.results.speed import machine_load
     from ..core.results.store import record_bench
 
     tests = [(p, 0) for p in a.n_prompt if p > 0] + [(0, g) for g in a.n_gen if g > 0]
@@ -151,8 +152,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
         depths=tuple(a.n_depth),
         warmup=not a.no_warmup,
     )
+    err(f"before: {machine_load().describe()}")  # a figure means little without its load
     with ProgressBar() as bar:
         result = bench(request, progress=bar)
+    err(f"after: {machine_load().describe()}")
     if not a.no_store:
         err(f"recorded in {record_bench(a.model, result)}")
     print(markdown_table(result.records), file=sys.stderr if a.json else sys.stdout, end="")

@@ -40,6 +40,7 @@ from .launch import (
     prepare_environment,
 )
 from .notifier import Notifier
+from .run_queue import RunQueueController
 from .session import ProjectSession
 from .worker import JobRunner
 
@@ -54,16 +55,19 @@ PLATFORM = "QT_QPA_PLATFORM"
 def build_context(
     settings: QSettings | None = None, *, quick: bool = False, parent: QObject | None = None
 ) -> AppContext:
-    """The bridge, the error road, the project, settings and undo, wired together."""
+    """The bridge, the error road, the project, settings, undo and the run queue, wired
+    together."""
     notifier = Notifier(parent)
     runner = JobRunner(notifier, parent)
     session = ProjectSession(runner, notifier, parent)
+    settings = settings if settings is not None else QSettings()
     return AppContext(
         runner=runner,
         notifier=notifier,
         session=session,
-        settings=settings if settings is not None else QSettings(),
+        settings=settings,
         undo=QUndoStack(parent),
+        queue=RunQueueController(runner, notifier, session, settings, parent),
         quick=quick,
     )
 

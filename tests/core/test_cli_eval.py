@@ -64,6 +64,7 @@ def test_eval_tasks_bench_report_pipeline(smollm2: Path, tmp_path: Path) -> None
     assert [(x["n_prompt"], x["n_gen"]) for x in recs] == [(32, 0), (0, 4)]
     assert all(x["avg_ts"] > 0 and len(x["samples_ts"]) == 2 for x in recs)
     assert "| model " in r.stderr and "pp32" in r.stderr and "tg4" in r.stderr
+    assert "before: load average" in r.stderr and "after: load average" in r.stderr
 
     out = tmp_path / "README.md"
     r = lwq("report", str(model), "--reference", str(smollm2), "-o", str(out))

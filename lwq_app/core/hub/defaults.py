@@ -12,6 +12,7 @@ from ..evaluate.task_files import TaskKind
 from ..jobs.errors import InputError
 from ..jobs.progress import CancelToken, ProgressSink, check, no_progress
 from ..jobs.resources import WIKITEXT_EXCERPT
+from ..results.eval_settings import EvalSettings
 from .datasets import cached, dataset, fetch
 
 
@@ -75,3 +76,10 @@ def hub_task_file(
     kind = dataset(name).task
     assert kind is not None, name
     return TaskFile(benchmark, path, kind)
+
+
+def default_eval_settings() -> EvalSettings:
+    """The evaluation setting a project starts with: the default text (``default_eval_text``)
+    in 512-token chunks, ``DEFAULT_CHUNKS`` of them, no task files (the user adds them; a
+    missing one can be fetched), llama-bench's pp512 and tg128 with 5 repetitions."""
+    return EvalSettings(text=default_eval_text().path)

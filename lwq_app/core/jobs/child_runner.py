@@ -8,11 +8,18 @@ quantized). The child's stderr (ggml's ``GGML_ASSERT`` text, a debugger's backtr
 fault dump) goes to a log file, never to the terminal: the error quotes its last meaningful
 line and names the file (kept in ``boundary.log_dir()`` only when the child failed that way).
 A Python exception other than an ``LwqError`` in the child becomes ``InternalError``.
+
+A child dies with its parent: on Linux it asks the kernel for SIGKILL when the parent goes
+(``prctl(PR_SET_PDEATHSIG)``) and exits at once if the parent is already gone, so an app that
+is killed (``kill -9``, a crash) leaves no orphan still writing a file. (The kernel ties the
+signal to the parent *thread* that started the child; ``run_in_child`` blocks that thread
+until the child ends, so the two lifetimes are the same.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import faulthandler
 import importlib
 import multiprocessing as mp
@@ -73,13 +80,30 @@ def set_child_niceness(n: int) -> None:
     _niceness = max(0, int(n))
 
 
+#: Linux's ``prctl`` option: the signal a process gets when its parent dies
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Ask for SIGKILL when the parent dies (Linux), then check it has not died already: a
+    parent killed before the ``prctl`` took effect left us to another process."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # the parent is gone: no one would read our answer
+
+
 def _child_main(
     target: str,
     kwargs: dict[str, Any],
     conn: Connection,
     log_path: str | None = None,
     niceness: int = 0,
+    parent_pid: int | None = None,
 ) -> None:
+    _die_with_parent(parent_pid)
     try:
         if niceness and hasattr(os, "nice"):
             os.nice(niceness)
@@ -140,8 +164,12 @@ def run_in_child(
     job: str | None = None,
     subject: str | os.PathLike[str] | None = None,
     item_kind: str = "",
+    niceness: int | None = None,
 ) -> Any:
     """Run ``module:function(ctx, **kwargs)`` in a child process and return its result.
+
+    ``niceness``: how much nicer than this process the child runs (None: the module's
+    default, ``set_child_niceness``; 0: the same priority, as a speed test needs).
 
     Raises ``Cancelled`` (child killed, gone) when ``cancel`` is set, the child's own
     ``LwqError`` subclass for errors it reports, ``InternalError`` for any other Python
@@ -153,8 +181,11 @@ def run_in_child(
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     log = _ChildLog()
+    nice = _niceness if niceness is None else max(0, int(niceness))
     proc = ctx.Process(
-        target=_child_main, args=(target, kwargs, child, log.path, _niceness), daemon=True
+        target=_child_main,
+        args=(target, kwargs, child, log.path, nice, os.getpid()),
+        daemon=True,
     )
     try:
         _start_single_blas(proc)

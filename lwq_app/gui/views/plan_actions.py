@@ -66,6 +66,7 @@ class PlanActions(QObject):
     """Jobs of the Plan step; ``inputs_changed`` when the readouts' inputs change."""
 
     inputs_changed = Signal()
+    checks_queued = Signal()  # Quantize & check put the plan's chain on the run queue
 
     def __init__(self, ctx: AppContext, editor: PlanEditor, parent: QWidget) -> None:
         super().__init__(parent)
@@ -241,15 +242,34 @@ class PlanActions(QObject):
         stem = slug(model.name) or model.path.stem
         return session.folder, f"{stem}-{slug(self._editor.name)}.gguf"
 
-    def quantize_dialog(self) -> None:
+    def _ask_output(self, check: bool = False) -> Path | None:
+        """The output file, from the quantize dialog (None: no plan, or not accepted)."""
         plan, ctx = self._editor.plan, self.readout_context()
         if plan is None:
-            return
+            return None
         folder, name = self.default_output()
         size = None if ctx is None else ctx.readout(plan).file_size.total
         dialog = QuantizeDialog(folder, name, size, self._page)
-        if dialog.exec():
-            self.quantize(dialog.output())
+        if check:
+            dialog.setWindowTitle("Quantize & check the plan")
+        return dialog.output() if dialog.exec() else None
+
+    def quantize_dialog(self) -> None:
+        if (out := self._ask_output()) is not None:
+            self.quantize(out)
+
+    def quantize_and_check_dialog(self) -> None:
+        if (out := self._ask_output(check=True)) is not None:
+            self.quantize_and_check(out)
+
+    def quantize_and_check(self, output: Path) -> None:
+        """Queue quantize → PPL/KLD → benchmarks → bench of the current plan on the Run step
+        (the output's checks are the quantize job's own, as for Quantize)."""
+        plan = self._editor.plan
+        if plan is None or self._ctx.session.model is None:
+            return
+        self._ctx.queue.quantize_and_check(plan, output, self._editor.name)
+        self.checks_queued.emit()
 
     def quantize(self, output: Path) -> Job | None:
         model, state, plan = self._ctx.session.model, self._ctx.session.state, self._editor.plan

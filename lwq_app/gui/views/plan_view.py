@@ -45,7 +45,7 @@ from lwq_app.core.plan import (
     step_plan,
 )
 
-from ..context import AppContext
+from ..context import AppContext, Step
 from ..plan_editor import PlanEditor
 from .auto_panel import AutoPanel
 from .plan_actions import PlanActions
@@ -95,6 +95,9 @@ class PlanView(QWidget):
         self.overlay = QComboBox()
         for key, label in OVERLAYS:
             self.overlay.addItem(label, key)
+        # may shrink below its longest label (the list shows them whole), so the row with the
+        # Quantize & check button still fits a 1280-pixel window
+        self.overlay.setMinimumWidth(120)
         self.overlay.setToolTip("Draw importance or sensitivity over the plan: where bits go "
                                 "against where they matter")  # fmt: skip
         self.overlay.currentIndexChanged.connect(lambda _i: self._update_overlay())
@@ -105,10 +108,17 @@ class PlanView(QWidget):
         self.quantize_button = QPushButton("Quantize…")
         self.quantize_button.setObjectName("quantize_button")
         self.quantize_button.clicked.connect(self.plan_actions.quantize_dialog)
+        self.check_button = QPushButton("Quantize && check…")
+        self.check_button.setObjectName("quantize_check_button")
+        self.check_button.setToolTip("Queue quantize, PPL/KLD against the F16 base and the "
+                                     "bench of this plan on the Run step")  # fmt: skip
+        self.check_button.clicked.connect(self.plan_actions.quantize_and_check_dialog)
+        self.plan_actions.checks_queued.connect(self._show_run)
         top = QHBoxLayout()
         left: tuple[QWidget, ...] = (QLabel("Plan"), self.plans, save_as, self.presets,
                                      apply_preset, self.auto)  # fmt: skip
-        right: tuple[QWidget, ...] = (QLabel("Overlay"), self.overlay, files, self.quantize_button)
+        right: tuple[QWidget, ...] = (QLabel("Overlay"), self.overlay, files,
+                                      self.quantize_button, self.check_button)  # fmt: skip
         for w in left:
             top.addWidget(w)
         top.addStretch(1)
@@ -171,6 +181,11 @@ class PlanView(QWidget):
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         self.plan_actions.ensure_inputs()
+
+    def _show_run(self) -> None:
+        go_to = getattr(self.window(), "go_to", None)  # the main window's steps
+        if callable(go_to):
+            go_to(Step.RUN)
 
     def _on_state(self) -> None:
         state = self._ctx.session.state
