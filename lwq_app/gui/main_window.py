@@ -61,6 +61,8 @@ STEPS: tuple[StepSpec, ...] = (
     StepSpec(Step.TARGET, "target_view", "TargetView", "The hardware the model must fit"),
     StepSpec(Step.IMPORTANCE, "importance_view", "ImportanceView", "Which layers matter most"),
     StepSpec(Step.PLAN, "plan_view", "PlanView", "Bits per tensor: drag, Auto, quantize"),
+    StepSpec(Step.RUN, "run_view", "RunView", "The job queue: quantize, check, bench"),
+    StepSpec(Step.RESULTS, "results_view", "ResultsView", "Compare variants: size, quality, speed"),
 )
 
 

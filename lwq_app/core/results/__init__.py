@@ -1,9 +1,29 @@
 """Results: the per-model project folder (its versioned state, its lock, opening a model or
-project as the app does), the per-variant results store and the model-card report.
+project as the app does), the per-variant results store and the model-card report; the
+project's evaluation setting, run queue and job journal, the speed test, and the comparison
+of its variants (the results table, the size-vs-KLD scatter with its Pareto front).
 """
 
 from __future__ import annotations
 
+from .charts import (
+    BarChart,
+    ScatterPoint,
+    pareto_front,
+    scatter_points,
+    speed_bars,
+    task_bars,
+)
+from .compare import (
+    Column,
+    ResultRow,
+    ResultsTable,
+    format_cell,
+    results_table,
+    sort_key,
+)
+from .eval_settings import EvalSettings, TaskSetting
+from .journal import Recovery, load_journal, recover_journal, save_journal
 from .project import (
     MAX_PLAN_NAME,
     PROJECT_VERSION,
@@ -28,8 +48,18 @@ from .project_lock import (
     check_unlocked,
 )
 from .report import (
+    export_card,
+    render_card,
     render_report,
 )
+from .run_entry import EntryResult, run_entry
+from .run_queue import (
+    JobKind,
+    JobState,
+    QueueEntry,
+    quantize_and_check_entries,
+)
+from .speed import MachineLoad, SpeedTestRequest, SpeedTestResult, machine_load, speed_test
 from .store import (
     EvalRecord,
     SpeedRecord,
@@ -43,6 +73,13 @@ from .store import (
     record_tasks,
     results_path,
 )
+from .variants import (
+    StockMix,
+    check_variant_file,
+    delete_variant,
+    nearest_stock_mixes,
+    rename_variant,
+)
 from .workspace import (
     OpenProjectRequest,
     OpenProjectResult,
@@ -54,16 +91,32 @@ from .workspace import (
 __all__ = [
     "MAX_PLAN_NAME",
     "PROJECT_VERSION",
+    "BarChart",
+    "Column",
+    "EntryResult",
     "EvalRecord",
+    "EvalSettings",
+    "JobKind",
+    "JobState",
+    "MachineLoad",
     "OpenProjectRequest",
     "OpenProjectResult",
     "ProjectLock",
     "ProjectLocked",
     "ProjectState",
     "ProjectVariant",
+    "QueueEntry",
+    "Recovery",
+    "ResultRow",
+    "ResultsTable",
+    "ScatterPoint",
     "SpeedRecord",
+    "SpeedTestRequest",
+    "SpeedTestResult",
+    "StockMix",
     "StoredResults",
     "TaskRecord",
+    "TaskSetting",
     "Variant",
     "Versions",
     "attach_imatrix",
@@ -71,21 +124,41 @@ __all__ = [
     "calibration_path",
     "check_plan_name",
     "check_unlocked",
+    "check_variant_file",
+    "delete_variant",
     "ensure_project",
+    "export_card",
     "find_calibration",
+    "format_cell",
+    "load_journal",
     "load_results",
     "load_state",
+    "machine_load",
+    "nearest_stock_mixes",
     "open_project",
+    "pareto_front",
     "project_dir",
     "project_imatrix_path",
     "project_path",
     "project_plan",
     "project_plans",
+    "quantize_and_check_entries",
     "read_project",
     "record_bench",
     "record_eval",
     "record_tasks",
+    "recover_journal",
+    "rename_variant",
+    "render_card",
     "render_report",
     "results_path",
+    "results_table",
+    "run_entry",
+    "save_journal",
     "save_state",
+    "scatter_points",
+    "sort_key",
+    "speed_bars",
+    "speed_test",
+    "task_bars",
 ]

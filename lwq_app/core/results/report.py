@@ -4,30 +4,28 @@ The tables follow the eaddario model cards lwq reproduces: file sizes and shrink
 a reference file, perplexity/KLD quality (μPPL, ρPPL, μKLD, RMS Δp, same top p), task
 scores with their average, and llama-bench throughput. A missing measurement is shown as
 "–" rather than guessed.
+
+``render_report`` reads a list of files (``lwq report``); ``render_card`` renders a project's
+``ResultsTable`` (the app's Export model card), every cell the text ``compare.format_cell``
+gives the app's table, so the card and the table never disagree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from ..evaluate.bench import bench_test_name
 from ..evaluate.perplexity import KldResult
+from ..jobs.atomic import atomic_write_text
 from ..jobs.errors import InputError
+from .compare import DASH, TASK_COLUMNS, Column, ResultRow, ResultsTable, format_cell
 from .store import EvalRecord, load_results
 
-TASK_COLUMNS = (
-    ("arc", "ARC"),
-    ("hellaswag", "HellaSwag"),
-    ("mmlu", "MMLU"),
-    ("truthfulqa", "Truthful QA"),
-    ("winogrande", "WinoGrande"),
-)
-DASH = "–"
 
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
+def markdown_table(head: list[str], rows: list[list[str]]) -> str:
+    """A markdown table, the first column left-aligned and the figures right-aligned."""
     lines = [
         "| " + " | ".join(head) + " |",
         "| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |",
@@ -69,7 +67,7 @@ def render_report(variants: list[Path], reference: Path | None = None) -> str:
         shrink = f"{100 * (1 - size / ref_size):.2f}%" if ref_size else DASH
         rows.append([_name(v), f"{size / 1e9:.2f} GB", shrink])
     ref_label = f"Shrinkage vs {reference.name}" if reference else "Shrinkage"
-    out.append(_table(["Model", "Size", ref_label], rows))
+    out.append(markdown_table(["Model", "Size", ref_label], rows))
 
     out.append("\n## Perplexity and KL divergence\n")
     rows = []
@@ -94,7 +92,7 @@ def render_report(variants: list[Path], reference: Path | None = None) -> str:
                 f"{100 * s.same_top:.3f}% ±{100 * s.same_top_unc:.3f}%",
             ]
         )
-    out.append(_table(["Model", "μPPL", "𝜌PPL", "μKLD", "RMS Δp", "Same top p"], rows))
+    out.append(markdown_table(["Model", "μPPL", "𝜌PPL", "μKLD", "RMS Δp", "Same top p"], rows))
 
     out.append("\n## Benchmark scores\n")
     rows = []
@@ -109,7 +107,7 @@ def render_report(variants: list[Path], reference: Path | None = None) -> str:
                 scores.append(t.result.score)
         avg = f"{sum(scores) / len(scores):.2f}%" if len(scores) == len(TASK_COLUMNS) else DASH
         rows.append([_name(v), *cells, avg])
-    out.append(_table(["Model", *(label for _, label in TASK_COLUMNS), "Avg Score"], rows))
+    out.append(markdown_table(["Model", *(label for _, label in TASK_COLUMNS), "Avg Score"], rows))
 
     out.append("\n## Speed\n")
     rows = []
@@ -119,6 +117,115 @@ def render_report(variants: list[Path], reference: Path | None = None) -> str:
             test = bench_test_name(r.n_prompt, r.n_gen)
             rows.append([_name(v), test, str(r.n_threads), f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"])
     out.append(
-        _table(["Model", "Test", "Threads", "t/s"], rows) if rows else "No speed tests recorded.\n"
+        markdown_table(["Model", "Test", "Threads", "t/s"], rows)
+        if rows
+        else "No speed tests recorded.\n"
     )
     return "\n".join(out)
+
+
+# --- the project's model card, from its results table -------------------------------------------
+
+SIZE_KEYS = ("name", "stock", "file_size", "bpw", "shrinkage")
+QUALITY_KEYS = ("name", "ppl", "ppl_cor", "kld", "rms_dp", "same_top")
+
+
+def _cells(table: ResultsTable, keys: Sequence[str], rows: Iterable[ResultRow]) -> list[list[str]]:
+    cols = [table.column(k) for k in keys]
+    return [[format_cell(r, c) for c in cols] for r in rows]
+
+
+def average_score(row: ResultRow, table: ResultsTable) -> str:
+    """The mean of the row's task scores when it has every one of the table's, else "–"."""
+    cells = [row.cell(c.key) for c in table.columns if c.key.startswith("task:")]
+    if not cells or any(c.value is None for c in cells):
+        return DASH
+    avg = sum(float(c.value) for c in cells if c.value is not None) / len(cells)
+    return f"{avg:.2f}%" + ("" if all(c.comparable for c in cells) else " †")
+
+
+def _setting_lines(table: ResultsTable) -> list[str]:
+    s = table.settings
+    chunks = "every chunk" if s.n_chunks is None else f"{s.n_chunks} chunks"
+    lines = [f"- PPL/KLD: {s.text.name}, context {s.n_ctx}, {chunks}, against the F16"]
+    if s.tasks:
+        lines.append(
+            "- Tasks: "
+            + ", ".join(f"{t.name} ({t.n_tasks or 'all'} tasks, {t.path.name})" for t in s.tasks)
+        )
+    tests = ", ".join(
+        c.key.removeprefix("speed:") for c in table.columns if c.key.startswith("speed:")
+    )
+    reps = s.bench_repetitions
+    lines.append(f"- Speed: {tests or 'none'}, {reps} repetition{'s' if reps != 1 else ''}")
+    if table.mixed:
+        lines.append("- † : measured under another setting than this one")
+    return lines
+
+
+def render_card(table: ResultsTable, title: str = "") -> str:
+    """The model card's tables (sizes, quality, task scores, speed) for a project's variants,
+    the F16 base first; the evaluation setting is stated under the title."""
+    rows = list(table.rows)
+    out = [f"# {title}\n" if title else "", "Measured with lwq under one setting:\n"]
+    out.append("\n".join(_setting_lines(table)) + "\n")
+    out.append("\n## Model sizes\n")
+    out.append(
+        markdown_table([table.column(k).header for k in SIZE_KEYS], _cells(table, SIZE_KEYS, rows))
+    )
+    out.append("\n## Perplexity and KL divergence\n")
+    quality = [r for r in rows if any(r.cell(k).value is not None for k in QUALITY_KEYS[1:])]
+    out.append(
+        markdown_table(
+            [table.column(k).header for k in QUALITY_KEYS], _cells(table, QUALITY_KEYS, quality)
+        )
+        if quality
+        else "No evaluations recorded.\n"
+    )
+    task_keys = ["name", *(c.key for c in table.columns if c.key.startswith("task:"))]
+    out.append("\n## Benchmark scores\n")
+    scored = [r for r in rows if any(r.cell(k).value is not None for k in task_keys[1:])]
+    if scored:
+        head = [table.column(k).header for k in task_keys] + ["Avg Score"]
+        body = [
+            [*cells, average_score(r, table)]
+            for r, cells in zip(scored, _cells(table, task_keys, scored), strict=True)
+        ]
+        out.append(markdown_table(head, body))
+    else:
+        out.append("No benchmark scores recorded.\n")
+    speed_keys = ["name", *(c.key for c in table.columns if c.key.startswith("speed:"))]
+    out.append("\n## Speed\n")
+    timed = [r for r in rows if any(r.cell(k).value is not None for k in speed_keys[1:])]
+    out.append(
+        markdown_table(
+            [table.column(k).header for k in speed_keys], _cells(table, speed_keys, timed)
+        )
+        if timed
+        else "No speed tests recorded.\n"
+    )
+    return "\n".join(x for x in out if x)
+
+
+def export_card(table: ResultsTable, path: Path, title: str = "") -> Path:
+    """Write ``render_card`` to ``path`` atomically (no partial file on failure)."""
+    atomic_write_text(Path(path), render_card(table, title))
+    return Path(path)
+
+
+def table_text(
+    table: ResultsTable,
+    rows: Sequence[int] | None = None,
+    columns: Sequence[Column] | None = None,
+    *,
+    markdown: bool = False,
+) -> str:
+    """Rows of the table (default: all) as tab-separated text or a markdown table, headers
+    first, every cell as ``format_cell`` shows it: what the app copies."""
+    cols = list(table.columns if columns is None else columns)
+    picked = [table.rows[i] for i in (range(len(table.rows)) if rows is None else rows)]
+    head = [c.header for c in cols]
+    body = [[format_cell(r, c) for c in cols] for r in picked]
+    if markdown:
+        return markdown_table(head, body)
+    return "\n".join("\t".join(x) for x in [head, *body]) + "\n"
