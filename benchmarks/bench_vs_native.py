@@ -50,8 +50,16 @@ def main() -> None:
     ap.add_argument("-r", type=int, default=5)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--load-core", type=int, default=None, metavar="C",
-                    help="run a busy process pinned to core C during the whole comparison")
+    ap.add_argument(
+        "--load-core",
+        type=int,
+        default=None,
+        metavar="C",
+        help="run a busy process pinned to core C during the whole comparison",
+    )
+    ap.add_argument("--lwq-nice", type=int, default=0, metavar="N",
+                    help="run lwq N steps nicer (the app's children before the speed test "
+                         "ran its benches at normal priority)")  # fmt: skip
     a = ap.parse_args()
     load = start_load(a.load_core) if a.load_core is not None else None
     try:
@@ -78,6 +86,8 @@ def compare(a: argparse.Namespace) -> None:
     lwq = [sys.executable, "-m", "lwq_app.cli", "bench", str(a.model), "-p", str(a.p),
            "-n", str(a.n), "-r", str(a.r), "--threads", str(a.threads), "--json",
            "--no-store"]  # fmt: skip
+    if a.lwq_nice:
+        lwq = ["nice", "-n", str(a.lwq_nice), *lwq]
     ts: dict[str, dict[str, list[float]]] = {"lwq": {}, "native": {}}
     for i in range(a.runs):
         for name in ("native", "lwq") if i % 2 == 0 else ("lwq", "native"):

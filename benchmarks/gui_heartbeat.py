@@ -63,6 +63,7 @@ def start_sampler(out: list[str]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--chunks", type=int, default=8)
+    ap.add_argument("--tasks", type=int, default=40, help="tasks scored (HellaSwag format)")
     ap.add_argument("--rows", type=int, default=64, help="rows sampled per tensor (sensitivity)")
     ap.add_argument("--same-priority", action="store_true",
                     help="children at the window's priority (the app runs them nicer)")  # fmt: skip
@@ -147,6 +148,33 @@ def main() -> int:
     measure("Auto (4.5 bpw)", lambda: page.plan_actions.run_auto(BpwBudget(4.5)))
     out = Path(data) / "heartbeat-variant.gguf"
     measure("quantize the plan", lambda: page.plan_actions.quantize(out))
+
+    # the checks a variant gets: PPL/KLD against the F16 base, a benchmark's tasks, the bench
+    from lwq_app.core.evaluate import (
+        BenchRequest,
+        EvalRequest,
+        TasksRequest,
+        bench,
+        evaluate,
+        run_tasks,
+    )
+    from lwq_app.core.evaluate.task_files import TaskKind
+    from lwq_app.core.jobs.resources import WIKITEXT_EXCERPT
+    from lwq_app.gui.tour import write_tour_tasks
+
+    state = ctx.session.state
+    assert state is not None
+    base = state.base_model
+    ev = EvalRequest(out, WIKITEXT_EXCERPT, base=base, n_chunks=a.chunks)
+    measure(f"PPL/KLD vs F16 ({a.chunks} chunks)", lambda: ctx.runner.submit("eval", evaluate, ev))
+    tasks_file = Path(data) / "hellaswag-like.txt"
+    write_tour_tasks(tasks_file, a.tasks)
+    tr = TasksRequest(out, TaskKind.HELLASWAG, tasks_file, "hellaswag", n_tasks=a.tasks)
+    measure(
+        f"tasks ({a.tasks} HellaSwag-format)", lambda: ctx.runner.submit("tasks", run_tasks, tr)
+    )
+    br = BenchRequest(out, tests=((512, 0), (0, 128)), repetitions=1)
+    measure("bench pp512 + tg128 (r 1)", lambda: ctx.runner.submit("bench", bench, br))
 
     # dragging on an 80-layer plan: a column header (80 tensors), then every cell
     deep = fixtures.deep_model(80)

@@ -4,7 +4,9 @@ For screenshots (the README's) and smoke tests (CI runs it offscreen on three mo
 tour does what a user would do, through the same controls: open the model, look at the
 target, collect importance on the bundled text, switch to log scale, measure sensitivity,
 click a cell; then the plan: the stock mix, Auto for its size on disk, one drag two steps up
-(shot mid-drag: the preview), quantize (the variant lands in the project). It runs the quick profile (2 imatrix chunks, row-sampled sensitivity) and
+(shot mid-drag: the preview), quantize (the variant lands in the project); then Run (its
+checks, and Quantize & check of the stock Q4_K_M, with small counts) and Results (the table
+and the size-vs-KLD scatter). It runs the quick profile (2 imatrix chunks, row-sampled sensitivity) and
 waits on what the window shows, never on timers alone. Each step saves ``NN-step.png`` at
 1440×900; a step that fails (an error message in the window, a timeout) ends the tour with
 exit code 1 and the message on stderr.
@@ -12,6 +14,7 @@ exit code 1 and the message on stderr.
 
 from __future__ import annotations
 
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +26,18 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 
+from lwq_app.core.hub.defaults import default_eval_text
+from lwq_app.core.plan.quant_plan import plan_from_preset
+from lwq_app.core.results.eval_settings import EvalSettings, TaskSetting
+from lwq_app.core.results.run_queue import (
+    JobState,
+    bench_entry,
+    chained,
+    eval_entry,
+    task_entry,
+)
+from lwq_app.core.results.variants import stock_mix_output
+
 from .context import AppContext, Step
 from .notifier import Level, Message
 from .views.plan_grid import STEP_PX
@@ -30,6 +45,8 @@ from .views.plan_grid import STEP_PX
 SIZE = (1440, 900)
 #: seconds a step may take before the tour calls it failed
 STEP_TIMEOUT = 150.0
+#: tasks the tour scores per benchmark (a small count: the tour is a smoke test too)
+TOUR_TASKS = 10
 
 
 class TourFailed(Exception):
@@ -184,12 +201,80 @@ class Tour:
         self.shot("quantize-running")
         self.wait("the variant", lambda: bool(page.plan_actions.variants()) and self.idle())
         self.shot("quantized")
+        self.run_results_steps()
+
+    def run_results_steps(self) -> None:
+        """Run and Results with small counts: the made variant's checks and Quantize & check
+        of the stock Q4_K_M queued; the Run page while they run, then the results table and
+        the size-vs-KLD scatter."""
+        w, ctx = self.window, self.ctx
+        state, model = ctx.session.state, ctx.session.model
+        assert state is not None and model is not None and state.variants
+        tasks = self.out / ".tour-hellaswag.txt"
+        write_tour_tasks(tasks, TOUR_TASKS)
+        settings = EvalSettings(
+            text=default_eval_text().path,
+            n_chunks=2,
+            tasks=(TaskSetting("hellaswag", tasks, TOUR_TASKS),),
+            bench_tests=((64, 0), (0, 16)),
+            bench_repetitions=1,
+        )
+        results = w.page(Step.RESULTS)
+        results.save_settings(settings)
+        made = state.variants[-1].path
+        queue = ctx.queue
+        queue.add(
+            chained(
+                [
+                    eval_entry(made, state.base_model, settings),
+                    *(task_entry(made, t.name, settings) for t in settings.tasks),
+                    bench_entry(made, settings),
+                ]
+            )
+        )
+        stock = plan_from_preset(model, "Q4_K_M", with_imatrix=state.imatrix is not None)
+        queue.quantize_and_check(stock, stock_mix_output(made.parent, model, "Q4_K_M"), "Q4_K_M")
+        w.go_to(Step.RUN)
+        self.wait("the queue runs", lambda: any(e.state is JobState.RUNNING for e in queue.entries)
+                  and any(j.progress is not None for j in ctx.runner.running))  # fmt: skip
+        self.shot("run-queue")
+        finished = (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.SKIPPED)
+        self.wait("the checks", lambda: all(e.state in finished for e in queue.entries)
+                  and self.idle(), timeout=2 * STEP_TIMEOUT)  # fmt: skip
+        failed = [e for e in queue.entries if e.state is not JobState.DONE]
+        if failed:
+            raise TourFailed(
+                f"the checks: {failed[0].title}: {failed[0].state.value} {failed[0].error}"
+            )
+        self.shot("run-done")
+        w.go_to(Step.RESULTS)
+        results.rebuild()
+        self.wait("the results table", lambda: results.is_done() and self.idle()
+                  and results.table is not None and len(results.table.rows) >= 3)  # fmt: skip
+        results.tabs.setCurrentWidget(results.results)
+        self.shot("results")
+        results.tabs.setCurrentWidget(results.scatter)
+        self.shot("results-scatter")
 
     def click_cell(self, hm: Any, i: int, j: int) -> None:
         view = hm.graphics_view()
         pos = view.mapFromScene(hm.scene_pos_of_cell(i, j))
         QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier(0),
                          QPoint(int(pos.x()), int(pos.y())))  # fmt: skip
+
+
+def write_tour_tasks(path: Path, n: int) -> None:
+    """``n`` HellaSwag-format tasks (context, gold, 4 endings) the tour scores: the right
+    ending continues a repeated 3-word cycle, the wrong ones do not."""
+    rng = random.Random(0)
+    words = ["red", "green", "blue", "black", "white", "yellow", "orange", "purple"]
+    lines: list[str] = []
+    for _ in range(n):
+        cycle = rng.sample(words, 3)
+        gold = rng.randrange(4)
+        wrong = [" ".join(rng.sample(words, 2)) + " zebra" for _ in range(3)]
+        lines += [" ".join(cycle * 4), str(gold), *wrong[:gold], " ".join(cycle * 2), *wrong[gold:]]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def mouse(

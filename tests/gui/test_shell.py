@@ -51,7 +51,11 @@ def test_the_window_opens_offscreen_with_its_steps_and_docks(app_window: MainWin
     w = app_window
     assert w.isVisible() and w.windowTitle() == "lwq[*]"
     names = [w.sidebar.item(i).text() for i in range(w.sidebar.count())]
-    assert names == [s.step.value for s in STEPS] == ["Model", "Target", "Importance", "Plan"]
+    assert (
+        names
+        == [s.step.value for s in STEPS]
+        == ["Model", "Target", "Importance", "Plan", "Run", "Results"]
+    )
     assert w.stack.count() == len(STEPS) and w.current_step() is Step.MODEL
     w.go_to(Step.IMPORTANCE)
     assert w.stack.currentWidget() is w.page(Step.IMPORTANCE)

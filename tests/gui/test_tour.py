@@ -2,7 +2,8 @@
 
 Offscreen, on SmolLM2 (its quantized Q4_1 file: the tour starts with the F16 upcast a new
 user sees) and on two synthetic architectures carrying SmolLM2's tokenizer, fused qkv
-(phi3) and MoE; each must finish in 3 minutes with exit 0 and one 1440×900 PNG per step.
+(phi3) and MoE; each must finish in 4.5 minutes (Run and Results included) with exit 0
+and one 1440×900 PNG per step.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ STEPS = (
     "plan-drag",
     "quantize-running",
     "quantized",
+    "run-queue",
+    "run-done",
+    "results",
+    "results-scatter",
 )
 
 
@@ -52,7 +57,7 @@ def test_tour(model: str, tmp_path: Path) -> None:
     t0 = time.monotonic()
     r = subprocess.run(
         [sys.executable, "-m", "lwq_app", "--tour", str(out), str(path)],
-        env=env, capture_output=True, text=True, timeout=240,
+        env=env, capture_output=True, text=True, timeout=330,
     )  # fmt: skip
     seconds = time.monotonic() - t0
     assert r.returncode == 0, r.stderr[-3000:]
@@ -60,4 +65,4 @@ def test_tour(model: str, tmp_path: Path) -> None:
     assert shots == [f"{i:02d}-{s}.png" for i, s in enumerate(STEPS, 1)], r.stderr[-2000:]
     for name in shots:
         assert png_size(out / name) == (1440, 900), name
-    assert seconds < 180, f"the tour took {seconds:.0f} s"
+    assert seconds < 270, f"the tour took {seconds:.0f} s"
