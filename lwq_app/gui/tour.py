@@ -24,7 +24,7 @@ from typing import Any
 from PySide6.QtCore import QEventLoop, QPoint, QPointF, Qt, QTimer
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QSplitter, QWidget
 
 from lwq_app.core.hub.defaults import default_eval_text
 from lwq_app.core.plan.quant_plan import plan_from_preset
@@ -210,7 +210,9 @@ class Tour:
         w, ctx = self.window, self.ctx
         state, model = ctx.session.state, ctx.session.model
         assert state is not None and model is not None and state.variants
-        tasks = self.out / ".tour-hellaswag.txt"
+        folder = ctx.session.folder
+        assert folder is not None
+        tasks = folder / "tour-hellaswag.txt"  # the project's, not beside the screenshots
         write_tour_tasks(tasks, TOUR_TASKS)
         settings = EvalSettings(
             text=default_eval_text().path,
@@ -251,6 +253,9 @@ class Tour:
         results.rebuild()
         self.wait("the results table", lambda: results.is_done() and self.idle()
                   and results.table is not None and len(results.table.rows) >= 3)  # fmt: skip
+        split = results.findChild(QSplitter)
+        if split is not None:  # as a user would: drag the list narrower to see more columns
+            split.setSizes([200, SIZE[0]])
         results.tabs.setCurrentWidget(results.results)
         self.shot("results")
         results.tabs.setCurrentWidget(results.scatter)

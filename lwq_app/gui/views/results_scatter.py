@@ -63,10 +63,17 @@ class ResultsScatterView(QWidget):
         for name in ("left", "bottom"):
             item.getAxis(name).enableAutoSIPrefix(False)
         item.getViewBox().setDefaultPadding(0.08)  # no point on the frame
-        fg = self.palette().color(QPalette.ColorRole.Text)
-        # bottom left: small *and* close to F16 is the corner no real variant reaches (the
-        # top right, large and far, is where a dominated stock mix sits)
-        self.legend = item.addLegend(offset=(10, -10), labelTextColor=fg)
+        # the key sits above the plot, not in it: no corner of a size-vs-KLD plot is sure to
+        # be empty (a plan both smaller and closer to F16 sits bottom left, a dominated stock
+        # mix top right), and a key drawn over a point hides it
+        self.key = QLabel(
+            f'<span style="color:{CUSTOM_COLOUR.name()}">●</span> custom plan &nbsp; '
+            f'<span style="color:{STOCK_COLOUR.name()}">■</span> stock mix &nbsp; '
+            f'<span style="color:{FRONT_COLOUR.name()}">━</span> Pareto front (smaller and '
+            "closer to F16 than any other) &nbsp; ○ hollow: measured under another setting",
+            self,
+        )
+        self.key.setWordWrap(True)
         #: the variants' names beside their points (up to ``MAX_LABELS`` points)
         self.names: list[pg.TextItem] = []
         self.front_line = pg.PlotDataItem(pen=pg.mkPen(FRONT_COLOUR, width=2), name="Pareto front")
@@ -86,6 +93,7 @@ class ResultsScatterView(QWidget):
         self.note.setWordWrap(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.key)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.note)
         scene = self.plot.scene()
