@@ -240,6 +240,8 @@ class RunQueueController(QObject):
     def _write_journal(self) -> None:
         if self._folder is None or self._loading:
             return
+        if not self._entries and not journal_path(self._folder).exists():
+            return  # nothing ever queued here: the project folder gets no file
         try:
             save_journal(self._folder, self._entries)
             self._journal_failed = False
