@@ -51,8 +51,8 @@ from ..jobs.errors import InputError, PlanError, shown
 from ..jobs.progress import CancelToken, Phase, Phases, Progress, ProgressSink, check, no_progress
 from ..modelfile.inventory import ModelInfo, open_model, tensor_kind, tensor_layer
 from ..plan.file_size import FileSize, file_layout
-from ..plan.quant_plan import QuantPlan, plan_from_preset, plan_from_types
-from ..plan.stock_mixes import QUANT_PRESETS, check_preset
+from ..plan.quant_plan import QuantPlan, plan_from_preset, plan_from_types, writable_presets
+from ..plan.stock_mixes import check_preset
 from ..results.project import find_calibration
 from .calibration import Calibration
 
@@ -379,16 +379,8 @@ def nearest_preset(model: ModelInfo, size_bytes: int, with_imatrix: bool) -> str
 
     Without an imatrix, mixes that cannot be written without one are skipped.
     """
-    best: tuple[int, str] | None = None
-    for name in QUANT_PRESETS:
-        ref = plan_from_preset(model, name, with_imatrix)
-        if not with_imatrix and ref.needs_imatrix():
-            continue
-        d = abs(ref.size_bytes - size_bytes)
-        if best is None or d < best[0]:
-            best = (d, name)
-    assert best is not None
-    return best[1]
+    refs = writable_presets(model, with_imatrix)
+    return min(refs, key=lambda name: abs(refs[name].size_bytes - size_bytes))
 
 
 def explain_groups(

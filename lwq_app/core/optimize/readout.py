@@ -15,8 +15,7 @@ from pathlib import Path
 from ..evaluate.targets import MixFit, TargetFit, plan_fit
 from ..modelfile.inventory import ModelInfo
 from ..plan.file_size import FileSize, file_layout
-from ..plan.quant_plan import QuantPlan, plan_from_preset
-from ..plan.stock_mixes import QUANT_PRESETS
+from ..plan.quant_plan import QuantPlan, writable_presets
 from .prediction import KldPrediction, KldPredictor
 
 
@@ -56,11 +55,7 @@ class ReadoutContext:
         self._n_params = max(1, model.n_params)
         #: every stock mix that can be written with these inputs (the rule of
         #: ``auto_plan.nearest_preset``), kept for diffs against the nearest
-        self._preset_plans: dict[str, QuantPlan] = {}
-        for name in QUANT_PRESETS:
-            ref = plan_from_preset(model, name, with_imatrix)
-            if with_imatrix or not ref.needs_imatrix():
-                self._preset_plans[name] = ref
+        self._preset_plans: dict[str, QuantPlan] = writable_presets(model, with_imatrix)
         #: (preset, file bytes) of each of them
         self.presets: tuple[tuple[str, int], ...] = tuple(
             (name, self.file_size(ref).total) for name, ref in self._preset_plans.items()

@@ -43,6 +43,7 @@ from .quant_plan import (
     plan_from_dict,
     plan_from_preset,
     plan_from_types,
+    writable_presets,
 )
 from .quantize import (
     QuantizeRequest,
@@ -124,4 +125,5 @@ __all__ = [
     "step_plan",
     "tensor_ladder",
     "type_order_key",
+    "writable_presets",
 ]

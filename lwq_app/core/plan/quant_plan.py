@@ -21,7 +21,13 @@ from ..modelfile.hashing import sha256_text
 from ..modelfile.imatrix_file import read_imatrix
 from ..modelfile.inventory import ModelInfo, TensorInfo, open_model, tensor_layer
 from ..modelfile.type_catalog import TYPES, effective_type, get_type, tensor_bytes
-from .stock_mixes import check_preset, get_preset, resolve_preset, tensor_requires_imatrix
+from .stock_mixes import (
+    QUANT_PRESETS,
+    check_preset,
+    get_preset,
+    resolve_preset,
+    tensor_requires_imatrix,
+)
 
 PLAN_FORMAT = "lwq-plan"
 PLAN_VERSION = 1
@@ -289,6 +295,17 @@ def plan_from_preset(model: ModelInfo, preset: str, with_imatrix: bool = False) 
         preset=p.name,
         with_imatrix=with_imatrix,
     )
+
+
+def writable_presets(model: ModelInfo, with_imatrix: bool) -> dict[str, QuantPlan]:
+    """Every stock mix that can be written with these inputs, by name, in ``QUANT_PRESETS``
+    order: with an imatrix every quantized preset, without one those that need none."""
+    out = {}
+    for name in QUANT_PRESETS:
+        ref = plan_from_preset(model, name, with_imatrix)
+        if with_imatrix or not ref.needs_imatrix():
+            out[name] = ref
+    return out
 
 
 def plan_from_types(

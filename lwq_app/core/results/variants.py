@@ -22,7 +22,7 @@ from ..jobs.errors import InputError, OutputError, shown
 from ..modelfile.gguf_header import read_header
 from ..modelfile.inventory import ModelInfo, open_model
 from ..plan.file_size import predict_file_size
-from ..plan.quant_plan import QuantPlan, plan_from_preset
+from ..plan.quant_plan import QuantPlan, plan_from_preset, writable_presets
 from ..plan.quantize import sidecar_path
 from ..plan.readback import plan_from_gguf
 from ..plan.stock_mixes import QUANT_PRESETS
@@ -49,21 +49,20 @@ _stock_lock = threading.Lock()
 
 
 def stock_plans(model: ModelInfo, with_imatrix: bool) -> StockPlans:
-    """The stock mixes of ``model`` (the rule of ``ReadoutContext``: with an imatrix every
-    quantized preset, without one those that need none), cached per model and flag."""
+    """The stock mixes of ``model`` that can be written (``writable_presets``) and every
+    preset's plan hash with and without an imatrix, cached per model and flag."""
     key = (model.fingerprint(), bool(with_imatrix))
     with _stock_lock:
         hit = _stock_cache.get(key)
     if hit is not None:
         return hit
-    plans: dict[str, QuantPlan] = {}
+    plans = writable_presets(model, bool(with_imatrix))
     by_hash: dict[str, str] = {}
     for name in QUANT_PRESETS:
         for imx in (True, False):
-            p = plan_from_preset(model, name, imx)
+            same = imx == bool(with_imatrix) and name in plans
+            p = plans[name] if same else plan_from_preset(model, name, imx)
             by_hash.setdefault(p.content_hash(), name)
-            if imx == bool(with_imatrix) and (with_imatrix or not p.needs_imatrix()):
-                plans[name] = p
     out = StockPlans(MappingProxyType(plans), MappingProxyType(by_hash))
     with _stock_lock:
         if len(_stock_cache) > 16:
