@@ -23,7 +23,7 @@ from ..jobs.errors import LwqError
 from ..modelfile.hashing import sha256_file
 from ..modelfile.inventory import open_model
 from .eval_settings import EvalSettings
-from .store import EvalRecord, SpeedRecord, StoredResults, TaskRecord
+from .store import EvalRecord, SpeedRecord, StoredResults, TaskRecord, latest
 
 
 @dataclass(frozen=True)
@@ -88,11 +88,11 @@ R = TypeVar("R", EvalRecord, TaskRecord, SpeedRecord)
 def _pick(records: Iterable[R], ok: Callable[[R], bool]) -> tuple[R | None, bool]:
     """The latest record measured under the setting, else the latest of any (flagged)."""
     rows = list(records)
-    good = [r for r in rows if ok(r)]
-    pool = good or rows
-    if not pool:
-        return None, True
-    return max(pool, key=lambda r: r.recorded), bool(good)
+    good = latest(rows, ok)
+    if good is not None:
+        return good, True
+    other = latest(rows)
+    return other, other is None  # nothing recorded at all is not "another setting"
 
 
 def _eval_note(p: PerplexityResult, s: EvalSettings, text_sha: str | None) -> str:

@@ -112,7 +112,7 @@ class BarChart:
 
 
 def _bars(table: ResultsTable, prefix: str, title: str, unit: str) -> BarChart:
-    cols = [c for c in table.columns if c.key.startswith(prefix)]
+    cols = table.group(prefix)
     series = []
     for i, r in enumerate(table.rows):
         cells = [r.cell(c.key) for c in cols]

@@ -144,6 +144,10 @@ class ResultsTable:
     def column(self, key: str) -> Column:
         return next(c for c in self.columns if c.key == key)
 
+    def group(self, prefix: str) -> tuple[Column, ...]:
+        """The columns of one group, in order: ``"task:"`` (scores) or ``"speed:"`` (t/s)."""
+        return tuple(c for c in self.columns if c.key.startswith(prefix))
+
     def row_of(self, path: Path) -> int | None:
         p = Path(path)
         return next((i for i, r in enumerate(self.rows) if r.path == p), None)

@@ -12,16 +12,15 @@ gives the app's table, so the card and the table never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol, TypeVar
 
 from ..evaluate.bench import bench_test_name
 from ..evaluate.perplexity import KldResult
 from ..jobs.atomic import atomic_write_text
 from ..jobs.errors import InputError
 from .compare import DASH, TASK_COLUMNS, Column, ResultRow, ResultsTable, format_cell
-from .store import EvalRecord, load_results
+from .store import EvalRecord, latest, load_results
 
 
 def markdown_table(head: list[str], rows: list[list[str]]) -> str:
@@ -32,19 +31,6 @@ def markdown_table(head: list[str], rows: list[list[str]]) -> str:
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
-
-
-class _Recorded(Protocol):
-    @property
-    def recorded(self) -> str: ...
-
-
-R = TypeVar("R", bound=_Recorded)
-
-
-def _latest(rows: Sequence[R], pred: Callable[[R], bool] | None = None) -> R | None:
-    items = [r for r in rows if pred is None or pred(r)]
-    return max(items, key=lambda r: r.recorded) if items else None
 
 
 def _name(p: Path) -> str:
@@ -72,9 +58,9 @@ def render_report(variants: list[Path], reference: Path | None = None) -> str:
     out.append("\n## Perplexity and KL divergence\n")
     rows = []
     for v in variants:
-        e = _latest(data[v].evals, lambda r: r.kind == "kld")
+        e = latest(data[v].evals, lambda r: r.kind == "kld")
         if e is None or not isinstance(e.result, KldResult):
-            p: EvalRecord | None = _latest(data[v].evals)
+            p: EvalRecord | None = latest(data[v].evals)
             pr = None if p is None else p.result
             if isinstance(pr, KldResult):
                 pr = pr.perplexity
@@ -99,7 +85,7 @@ def render_report(variants: list[Path], reference: Path | None = None) -> str:
     for v in variants:
         cells, scores = [], []
         for key, _ in TASK_COLUMNS:
-            t = _latest([r for r in data[v].tasks if r.result.name == key])
+            t = latest([r for r in data[v].tasks if r.result.name == key])
             if t is None:
                 cells.append(DASH)
             else:
@@ -137,7 +123,7 @@ def _cells(table: ResultsTable, keys: Sequence[str], rows: Iterable[ResultRow]) 
 
 def average_score(row: ResultRow, table: ResultsTable) -> str:
     """The mean of the row's task scores when it has every one of the table's, else "–"."""
-    cells = [row.cell(c.key) for c in table.columns if c.key.startswith("task:")]
+    cells = [row.cell(c.key) for c in table.group("task:")]
     if not cells or any(c.value is None for c in cells):
         return DASH
     avg = sum(float(c.value) for c in cells if c.value is not None) / len(cells)
@@ -153,14 +139,33 @@ def _setting_lines(table: ResultsTable) -> list[str]:
             "- Tasks: "
             + ", ".join(f"{t.name} ({t.n_tasks or 'all'} tasks, {t.path.name})" for t in s.tasks)
         )
-    tests = ", ".join(
-        c.key.removeprefix("speed:") for c in table.columns if c.key.startswith("speed:")
-    )
+    tests = ", ".join(c.key.removeprefix("speed:") for c in table.group("speed:"))
     reps = s.bench_repetitions
     lines.append(f"- Speed: {tests or 'none'}, {reps} repetition{'s' if reps != 1 else ''}")
     if table.mixed:
         lines.append("- † : measured under another setting than this one")
     return lines
+
+
+def _section(
+    table: ResultsTable,
+    keys: Sequence[str],
+    rows: Sequence[ResultRow],
+    empty: str,
+    *,
+    average: bool = False,
+) -> str:
+    """One table of the card: ``keys``' columns (the first, the name) for the rows with at
+    least one figure among them, plus the average score with ``average``; ``empty`` if none."""
+    measured = [r for r in rows if any(r.cell(k).value is not None for k in keys[1:])]
+    if not measured:
+        return empty
+    head = [table.column(k).header for k in keys]
+    body = _cells(table, keys, measured)
+    if average:
+        head.append("Avg Score")
+        body = [[*cells, average_score(r, table)] for r, cells in zip(measured, body, strict=True)]
+    return markdown_table(head, body)
 
 
 def render_card(table: ResultsTable, title: str = "") -> str:
@@ -174,36 +179,14 @@ def render_card(table: ResultsTable, title: str = "") -> str:
         markdown_table([table.column(k).header for k in SIZE_KEYS], _cells(table, SIZE_KEYS, rows))
     )
     out.append("\n## Perplexity and KL divergence\n")
-    quality = [r for r in rows if any(r.cell(k).value is not None for k in QUALITY_KEYS[1:])]
-    out.append(
-        markdown_table(
-            [table.column(k).header for k in QUALITY_KEYS], _cells(table, QUALITY_KEYS, quality)
-        )
-        if quality
-        else "No evaluations recorded.\n"
-    )
-    task_keys = ["name", *(c.key for c in table.columns if c.key.startswith("task:"))]
+    out.append(_section(table, QUALITY_KEYS, rows, "No evaluations recorded.\n"))
+    task_keys = ["name", *(c.key for c in table.group("task:"))]
     out.append("\n## Benchmark scores\n")
-    scored = [r for r in rows if any(r.cell(k).value is not None for k in task_keys[1:])]
-    if scored:
-        head = [table.column(k).header for k in task_keys] + ["Avg Score"]
-        body = [
-            [*cells, average_score(r, table)]
-            for r, cells in zip(scored, _cells(table, task_keys, scored), strict=True)
-        ]
-        out.append(markdown_table(head, body))
-    else:
-        out.append("No benchmark scores recorded.\n")
-    speed_keys = ["name", *(c.key for c in table.columns if c.key.startswith("speed:"))]
+    empty = "No benchmark scores recorded.\n"
+    out.append(_section(table, task_keys, rows, empty, average=True))
+    speed_keys = ["name", *(c.key for c in table.group("speed:"))]
     out.append("\n## Speed\n")
-    timed = [r for r in rows if any(r.cell(k).value is not None for k in speed_keys[1:])]
-    out.append(
-        markdown_table(
-            [table.column(k).header for k in speed_keys], _cells(table, speed_keys, timed)
-        )
-        if timed
-        else "No speed tests recorded.\n"
-    )
+    out.append(_section(table, speed_keys, rows, "No speed tests recorded.\n"))
     return "\n".join(x for x in out if x)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -96,6 +96,15 @@ class StoredResults:
     evals: tuple[EvalRecord, ...] = ()
     tasks: tuple[TaskRecord, ...] = ()
     bench: tuple[SpeedRecord, ...] = ()
+
+
+Rec = TypeVar("Rec", EvalRecord, TaskRecord, SpeedRecord)
+
+
+def latest(rows: Iterable[Rec], pred: Callable[[Rec], bool] | None = None) -> Rec | None:
+    """The most recently recorded of ``rows`` (those ``pred`` accepts), None if none."""
+    items = [r for r in rows if pred is None or pred(r)]
+    return max(items, key=lambda r: r.recorded) if items else None
 
 
 def results_path(model: Path) -> Path:
