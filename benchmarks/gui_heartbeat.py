@@ -136,15 +136,8 @@ def main() -> int:
     settle("first show of the window (every page laid out)")
     imp = window.page(Step.IMPORTANCE)
     measure("upcast on open (Q4_1 -> F16)", lambda: window.open_path(source))
-    hb = Heartbeat().start()
     window.go_to(Step.IMPORTANCE)  # the page's first show builds and paints its plots
-    settle = time.monotonic() + 1.0
-    while time.monotonic() < settle:
-        app.processEvents()
-        time.sleep(0.002)
-    hb.stop()
-    print(f"{'first show of the Importance page':<34} {'':8}   max gap {hb.max_gap_ms:6.1f} ms"
-          "   (a one-time layout and first paint, not a job)")  # fmt: skip
+    settle("first show of the Importance page")
     measure(f"imatrix collection ({a.chunks} chunks)", lambda: imp.collect(chunks=a.chunks))
     measure(f"sensitivity ({a.rows} rows/tensor)", lambda: imp.measure_sensitivity(a.rows))
 

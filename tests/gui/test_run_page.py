@@ -90,6 +90,17 @@ def open_model(qtbot, w: MainWindow, model: Path) -> None:
     qtbot.waitUntil(lambda: not w.ctx.queue._loading, timeout=10_000)
 
 
+def window_with_work(
+    qtbot, window_factory: Callable[..., Any], smollm2: Path, tmp_path: Path
+) -> tuple[MainWindow, Path, Path]:
+    """A window with SmolLM2 open, a work folder and the model linked into it."""
+    w = window_factory(quick=True)
+    open_model(qtbot, w, smollm2)
+    work = tmp_path / "work"
+    work.mkdir()
+    return w, work, linked(smollm2, work)
+
+
 def ended(w: MainWindow) -> bool:
     entries = w.ctx.queue.entries
     return bool(entries) and all(e.state in rq.ENDED for e in entries)
@@ -155,11 +166,7 @@ def test_quantize_and_check_from_the_plan_page(
 def test_cancel_each_kind_leaves_nothing_and_the_window_responsive(
     qtbot, data: Path, window_factory: Callable[..., Any], smollm2: Path, tmp_path: Path
 ) -> None:
-    w = window_factory(quick=True)
-    open_model(qtbot, w, smollm2)
-    work = tmp_path / "work"
-    work.mkdir()
-    model = linked(smollm2, work)
+    w, work, model = window_with_work(qtbot, window_factory, smollm2, tmp_path)
     settings = small_settings(write_hellaswag(work / "hs.txt"))
     plan = w.page(Step.PLAN).editor.plan
     out = work / "cancelled.gguf"
@@ -296,11 +303,7 @@ def test_sigkill_mid_quantize_shows_interrupted_and_no_file(
 def test_failures_stay_in_their_rows_and_the_queue_goes_on(
     qtbot, data: Path, window_factory: Callable[..., Any], smollm2: Path, tmp_path: Path
 ) -> None:
-    w = window_factory(quick=True)
-    open_model(qtbot, w, smollm2)
-    work = tmp_path / "work"
-    work.mkdir()
-    model = linked(smollm2, work)
+    w, work, model = window_with_work(qtbot, window_factory, smollm2, tmp_path)
     bad_tasks = work / "broken-hellaswag.txt"
     bad_tasks.write_text("context\nnot a number\na\nb\nc\nd\n")
     settings = small_settings(bad_tasks)
@@ -350,11 +353,7 @@ def test_speed_test_runs_alone_and_quit_cancels_in_the_journal(
     # a busy machine, said at once (the real sample takes 0.5 s: the bench could end first)
     busy = MachineLoad(load1=3.5, n_cpus=2, other_cores=1.2, busy=True)
     monkeypatch.setattr(gate, "machine_load", lambda: busy)
-    w = window_factory(quick=True)
-    open_model(qtbot, w, smollm2)
-    work = tmp_path / "work"
-    work.mkdir()
-    model = linked(smollm2, work)
+    w, _work, model = window_with_work(qtbot, window_factory, smollm2, tmp_path)
     settings = small_settings(None)
     w.ctx.session.update(eval_settings=settings)
     queue = w.ctx.queue
