@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,16 @@ def smollm2(manifest: dict) -> Path:
         "delete the fixture cache or regenerate tests/golden"
     )
     return path
+
+
+@pytest.fixture
+def hub_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The loopback Hugging Face Hub (tests/hub_server.py), this process and its children pointed
+    at it: HF_ENDPOINT, HF_HOME and LWQ_CACHE_DIR in tmp_path, Xet off."""
+    from hub_server import hub_env
+
+    with hub_env(tmp_path, monkeypatch) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,12 @@ def set_child_niceness(n: int) -> None:
     _niceness = max(0, int(n))
 
 
+def child_niceness() -> int:
+    """How much nicer the children started now run (``set_child_niceness``): for a job that
+    starts its child without ``run_in_child`` (the converter's isolated interpreter)."""
+    return _niceness
+
+
 #: Linux's ``prctl`` option: the signal a process gets when its parent dies
 PR_SET_PDEATHSIG = 1
 

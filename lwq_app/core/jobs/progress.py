@@ -40,6 +40,9 @@ class Phase(str, Enum):
     TASKS = "tasks"
     BENCH = "bench"
     DOWNLOAD = "download"
+    CONVERT = "convert"
+    UPLOAD = "upload"
+    SEARCH = "search"
 
 
 @dataclass(frozen=True)
