@@ -32,6 +32,13 @@ def test_pyproject_lists_every_package() -> None:
     found |= {"lwq_app.resources"} | {
         f"lwq_app.resources.{d.name}" for d in (ROOT / "resources").iterdir() if d.is_dir()
     }
+    # the vendored converter's importable sub-packages (not gguf-py: not a package name)
+    found |= {
+        "lwq_app.resources." + ".".join(d.relative_to(ROOT / "resources").parts)
+        for d in (ROOT / "resources").rglob("*")
+        if (d / "__init__.py").is_file()
+        and all(p.isidentifier() for p in d.relative_to(ROOT / "resources").parts)
+    }
     assert listed == found
 
 
