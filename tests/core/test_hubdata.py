@@ -1,4 +1,5 @@
-"""Hub datasets from a fake, populated huggingface_hub cache: no test here touches the network.
+"""Hub datasets from a fake, populated huggingface_hub cache: no test here touches the network
+(downloads are tested against the loopback Hub in test_jobs_hub.py and test_hub_download.py).
 
 The cache is laid out as huggingface_hub lays it out (``datasets--OWNER--NAME/snapshots/<commit>/
 <file>``, ``refs/main`` holding the commit), with small files in each real format.
@@ -26,7 +27,6 @@ from lwq_app.core.evaluate.task_files import (
     write_multiple_choice,
 )
 from lwq_app.core.hub import datasets as hubdata
-from lwq_app.core.jobs.child_runner import ChildContext
 from lwq_app.core.jobs.errors import Cancelled, DownloadError, InputError
 from lwq_app.core.jobs.progress import CancelToken, Phase, Progress
 
@@ -199,51 +199,6 @@ def test_calibration_text_is_the_rows_one_per_line(
     out = hubdata.fetch("calibration")
     assert out.read_text(encoding="utf-8") == "first sample\nsecond sample\nthird sample\n"
     assert hubdata.cached("calibration") == out
-
-
-def test_download_child_reports_bytes_and_names_failures(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``download_file`` run in-process against a stand-in ``hf_hub_download``."""
-    import huggingface_hub
-    from huggingface_hub import errors
-
-    sent: list[Progress] = []
-
-    class Pipe:
-        def send(self, msg: tuple[str, Progress]) -> None:
-            sent.append(msg[1])
-
-    def fake_download(repo: str, filename: str, **kw: object) -> str:
-        assert kw["repo_type"] == "dataset" and kw["revision"] == "abc"
-        bar = kw["tqdm_class"](total=300, initial=100, desc=filename, name="hf")
-        bar.update(200)
-        bar.close()
-        return str(tmp_path / filename)
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    kw = {"name": "x", "repo": "o/r", "filename": "f.bin", "revision": "abc", "cache_dir": "C"}
-    got = hubdata.download_file(ChildContext(Pipe()), **kw)
-    assert got == str(tmp_path / "f.bin")
-    assert [(p.phase, p.done, p.total, p.item) for p in sent] == [
-        (Phase.DOWNLOAD, 0, 1, "f.bin"),  # sent on entry: the child is alive before the HEAD
-        (Phase.DOWNLOAD, 100, 300, "f.bin"),
-        (Phase.DOWNLOAD, 300, 300, "f.bin"),
-    ]
-
-    def unreachable(*a: object, **k: object) -> str:
-        raise errors.LocalEntryNotFoundError("connection refused")
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
-    with pytest.raises(DownloadError, match=r"x: cannot reach the Hugging Face Hub for o/r/f.bin"):
-        hubdata.download_file(ChildContext(Pipe()), **kw)
-
-    def broken(*a: object, **k: object) -> str:
-        raise RuntimeError("stream reset\ntraceback-ish detail")
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", broken)
-    with pytest.raises(DownloadError, match=r"^x: downloading o/r/f.bin failed: stream reset$"):
-        hubdata.download_file(ChildContext(Pipe()), **kw)
 
 
 def test_fetch_cli_prints_paths_lists_and_fails_in_one_line(

@@ -1,6 +1,6 @@
-"""The hub jobs (``fetch_dataset``, ``hub_task_file``, ``default_eval_text``) against a loopback
-Hugging Face Hub: a local HTTP server that answers ``hf_hub_download``'s HEAD and GET as the
-Hub does, slowly enough to cancel a download halfway. No test here touches the network.
+"""The hub jobs (``fetch_dataset``, ``hub_task_file``, ``default_eval_text``) against the loopback
+Hugging Face Hub (tests/hub_server.py), through lwq's one downloader: slowly enough to cancel a
+download halfway, and to see the next fetch resume it. No test here touches the network.
 """
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ import hashlib
 import io
 import itertools
 import os
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from hub_server import HubServer, hub_env
 from lwq_app.core.evaluate.task_files import TaskKind, write_multiple_choice
 from lwq_app.core.hub import (
     FetchRequest,
@@ -27,89 +26,40 @@ from lwq_app.core.hub import (
     hub_task_file,
 )
 from lwq_app.core.hub import datasets as hubdata
+from lwq_app.core.hub.transfer import pending_downloads
 from lwq_app.core.jobs.errors import Cancelled, DownloadError, InputError
 from lwq_app.core.jobs.progress import CancelToken, Phase, Progress
 from lwq_app.core.jobs.resources import WIKITEXT_EXCERPT
 
 WIKI = " \n = Robert Boulter = \n \n Robert Boulter is an English film actor .\n"
-PIECE = 256 << 10  # bytes the server sends at a time
-DELAY = 0.15  # seconds between pieces: a 4 MiB file takes ~2.4 s
+RATE = 1_700_000  # bytes/s the slow files are served at: a 4 MiB file takes ~2.5 s
 
 
 class Hub:
-    """Files the loopback Hub serves, by URL path, and the requests it saw."""
+    """The loopback Hub with the catalog's dataset repos (each at its pinned commit)."""
 
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.delay = DELAY
-        self.gets = 0
+    def __init__(self, server: HubServer) -> None:
+        self.server = server
+        self.trees: dict[str, dict[str, bytes]] = {}
 
-    def add(self, ds: hubdata.HubDataset, data: bytes) -> None:
-        self.files[f"/datasets/{ds.repo}/resolve/{ds.revision}/{ds.filename}"] = data
+    def add(self, ds: hubdata.HubDataset, data: bytes, *, slow: bool = False) -> None:
+        tree = self.trees.setdefault(ds.repo, {})
+        tree[ds.filename] = data
+        commit = ds.revision if len(ds.revision) == 40 else None
+        self.server.add_model(ds.repo, tree, repo_type="dataset", commit=commit)
+        if slow:
+            self.server.slow(ds.repo, ds.filename, RATE)
 
-
-def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:  # quiet
-            pass
-
-        def _head(self) -> bytes | None:
-            data = hub.files.get(self.path.split("?")[0])
-            if data is None:
-                self.send_response(404)
-                self.send_header("X-Error-Code", "EntryNotFound")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return None
-            commit = self.path.split("/resolve/")[1].split("/")[0]
-            self.send_response(200)
-            self.send_header("X-Repo-Commit", commit)
-            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            return data
-
-        def do_HEAD(self) -> None:
-            self._head()
-
-        def do_GET(self) -> None:
-            data = self._head()
-            if data is None:
-                return
-            hub.gets += 1
-            try:
-                for i in range(0, len(data), PIECE):
-                    self.wfile.write(data[i : i + PIECE])
-                    self.wfile.flush()
-                    time.sleep(hub.delay)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the downloading child was killed
-
-    return Handler
+    def gets(self, ds: hubdata.HubDataset) -> list[str | None]:
+        """The ``Range`` of every GET of the file's bytes (None: from the start)."""
+        return [q.range for q in self.server.downloads(ds.repo, ds.filename)]
 
 
 @pytest.fixture
 def loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
     """A loopback Hub as HF_ENDPOINT, an empty Hugging Face cache and an empty lwq cache."""
-    hub = Hub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("LWQ_CACHE_DIR", str(tmp_path / "lwq"))
-    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(proxy, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    try:
-        yield hub
-    finally:
-        server.shutdown()
-        server.server_close()
+    with hub_env(tmp_path, monkeypatch) as server:
+        yield Hub(server)
 
 
 def wiki_zip(text: str, padding: int = 4 << 20) -> bytes:
@@ -127,7 +77,7 @@ def wikitext(loopback: Hub, monkeypatch: pytest.MonkeyPatch) -> hubdata.HubDatas
         hubdata.CATALOG["wikitext"], sha256=hashlib.sha256(WIKI.encode()).hexdigest()
     )
     monkeypatch.setitem(hubdata.CATALOG, "wikitext", ds)
-    loopback.add(ds, wiki_zip(WIKI))
+    loopback.add(ds, wiki_zip(WIKI), slow=True)
     return ds
 
 
@@ -169,12 +119,13 @@ def test_fetch_downloads_converts_and_reports_bytes(
     assert r.path.read_bytes() == WIKI.encode()
     phases = [p.phase for _, p in events]
     assert phases[0] is Phase.DOWNLOAD and phases[-1] is Phase.WRITE
+    assert Phase.VERIFY in phases  # the zip is an LFS file: its sha256 is checked
     sizes = {p.total for _, p in events if p.phase is Phase.DOWNLOAD and p.total > 1}
     assert sizes == {len(wiki_zip(WIKI))}  # bytes, from the child
     check_progress(events)
-    assert not temp_files(tmp_path)
+    assert not temp_files(tmp_path) and pending_downloads() == []
     again = fetch_dataset(FetchRequest("wikitext"))
-    assert again.path == r.path and not again.downloaded and loopback.gets == 1
+    assert again.path == r.path and not again.downloaded and loopback.gets(wikitext) == [None]
 
 
 @pytest.mark.parametrize(
@@ -182,17 +133,20 @@ def test_fetch_downloads_converts_and_reports_bytes(
     ["download-start", "download-bytes", "write"],
 )
 def test_cancel_in_each_phase_leaves_no_file(
-    where: str, wikitext: hubdata.HubDataset, tmp_path: Path
+    where: str, wikitext: hubdata.HubDataset, tmp_path: Path, loopback: Hub
 ) -> None:
-    """Cancelled within 1 s; a killed download leaves no ``*.incomplete`` or lock behind
-    (huggingface_hub would not resume it anyway) and nothing new in lwq's cache."""
+    """Cancelled within 1 s; a killed download leaves nothing in the Hugging Face cache (no
+    ``*.incomplete``, nothing under a final name) and nothing new in lwq's data cache; the bytes
+    received wait in lwq's partial area, and the next fetch resumes from them."""
     hit = {
         "download-start": lambda p: p.phase is Phase.DOWNLOAD,
         "download-bytes": lambda p: p.phase is Phase.DOWNLOAD and 0 < p.done < p.total,
         "write": lambda p: p.phase is Phase.WRITE,
     }[where]
     hf, lwq = tmp_path / "hf", tmp_path / "lwq"
-    before = tree(hf, lwq)
+    if where == "write":  # the download is not what is cancelled: no need to wait for it
+        loopback.server.slow(wikitext.repo, wikitext.filename, 1 << 30)
+    before = tree(hf, lwq / "data")
     token = CancelToken()
     when: list[float] = []
 
@@ -206,16 +160,26 @@ def test_cancel_in_each_phase_leaves_no_file(
     assert when and time.monotonic() - when[0] < 1.0
     assert temp_files(hf, lwq) == []
     assert not (lwq / "data" / "wiki.test.raw").exists()
-    if where != "write":  # the download never finished: the caches are as they were
-        assert tree(hf, lwq) == before
-    else:  # the finished download stays in the Hugging Face cache, for the next fetch
-        assert hubdata._in_hub_cache(wikitext) is not None
+    if where == "write":  # the finished download stays in the Hugging Face cache
+        assert hubdata._in_hub_cache(wikitext) is not None and pending_downloads() == []
+        return
+    assert tree(hf, lwq / "data") == before  # the download never finished
+    if where == "download-bytes":
+        [pending] = pending_downloads()
+        assert pending.repo == wikitext.repo and pending.repo_type == "dataset"
+        assert 0 < pending.have_bytes < pending.total_bytes
+        loopback.server.slow(wikitext.repo, wikitext.filename, 1 << 30)
+        assert fetch_dataset(FetchRequest("wikitext")).path.read_bytes() == WIKI.encode()
+        first, resumed = loopback.gets(wikitext)
+        assert first is None and resumed is not None and resumed != "bytes=0-"
+        assert pending_downloads() == []
 
 
-def test_orphans_of_a_killed_download_are_removed_but_not_others(
+def test_a_killed_fetch_leaves_the_hf_cache_as_it_was(
     wikitext: hubdata.HubDataset, tmp_path: Path
 ) -> None:
-    """An ``*.incomplete`` that was there before (another process's download) is kept."""
+    """An ``*.incomplete`` that was there before (another process's download) is kept, and
+    nothing is added beside it: the partial file is lwq's, in its own area."""
     blobs = tmp_path / "hf" / "hub" / "datasets--ggml-org--ci" / "blobs"
     blobs.mkdir(parents=True)
     other = blobs / "feedbeef.0123abcd.incomplete"
@@ -224,13 +188,13 @@ def test_orphans_of_a_killed_download_are_removed_but_not_others(
 
     def on_progress(p: Progress) -> None:
         if p.phase is Phase.DOWNLOAD and 0 < p.done < p.total:
-            assert [q for q in blobs.iterdir() if q != other]  # the child's partial file
             token.cancel()
 
     with pytest.raises(Cancelled):
         fetch_dataset(FetchRequest("wikitext"), progress=on_progress, cancel=token)
     assert list(blobs.iterdir()) == [other]
-    assert not list((tmp_path / "hf" / "hub" / ".locks").rglob("*.lock"))
+    assert not list((tmp_path / "hf" / "hub").rglob("*.lock"))
+    assert list((tmp_path / "lwq" / "partial").rglob("*.part"))
 
 
 def test_a_cancelled_token_is_refused_on_entry() -> None:
@@ -246,18 +210,27 @@ def test_a_cancelled_token_is_refused_on_entry() -> None:
     ("name", "error", "match"),
     [
         ("wiki", InputError, r"unknown dataset 'wiki': choose from wikitext"),
-        ("mmlu", DownloadError, r"mmlu: ikawrakow/validation-datasets-for-llama.cpp/mmlu-val"),
+        (
+            "mmlu",
+            DownloadError,
+            r"^mmlu: ikawrakow/validation-datasets-for-llama.cpp: mmlu-validation.bin on .*no such",
+        ),
         ("wikitext-damaged", DownloadError, r"wikitext: .*wikitext-2-raw-v1.zip is not a readable"),
+        ("winogrande-damaged", DownloadError, r"^winogrande: .*winogrande-debiased-eval.csv: the "),
     ],
 )
 def test_bad_fetches_name_the_dataset(
-    name: str, error: type[Exception], match: str, loopback: Hub, monkeypatch: pytest.MonkeyPatch
+    name: str, error: type[Exception], match: str, loopback: Hub
 ) -> None:
     if name == "wikitext-damaged":
         name = "wikitext"
         loopback.add(hubdata.CATALOG["wikitext"], b"PK not a zip")
-    # mmlu is not on the loopback Hub: a 404
-    loopback.delay = 0
+    if name == "winogrande-damaged":  # bytes damaged on the way: the git blob sha1 differs
+        name = "winogrande"
+        ds = hubdata.CATALOG[name]
+        loopback.add(ds, b"index,sentence,option1,option2,answer\n")
+        loopback.server.damage(ds.repo, ds.filename)
+    # mmlu is not on the loopback Hub: its repo is missing
     with pytest.raises(error, match=match):
         fetch_dataset(FetchRequest(name))
 
@@ -266,7 +239,6 @@ def test_hub_task_file_gives_the_fetched_file_and_its_format(loopback: Hub, tmp_
     mc = tmp_path / "arc.bin"
     write_multiple_choice(mc, [("Which is a colour?", ["red", "seven"], [1, 0])])
     loopback.add(hubdata.CATALOG["arc-challenge"], mc.read_bytes())
-    loopback.delay = 0
     f = hub_task_file("arc")
     assert f.benchmark == "arc" and f.kind is TaskKind.MULTIPLE_CHOICE
     assert f.path.read_bytes() == mc.read_bytes()
@@ -282,7 +254,7 @@ def test_default_eval_text_prefers_the_fetched_wikitext(
     t = default_eval_text()
     assert t.path == WIKITEXT_EXCERPT and not t.full
     assert "bundled wikitext-2 test excerpt" in t.source and "lwq fetch wikitext" in t.source
-    loopback.delay = 0
+    loopback.server.slow(wikitext.repo, wikitext.filename, 1 << 30)
     got = fetch_dataset(FetchRequest("wikitext")).path
     t = default_eval_text()
     assert t.path == got and t.full and str(got) in t.source

@@ -23,12 +23,11 @@ Where each file comes from, and why that source:
   out as plain text. Parquet needs pyarrow: without it this entry says so before
   downloading anything.
 
-Downloads go through huggingface_hub into its own cache (``HF_HOME`` / ``HF_HUB_CACHE``,
-shared with other tools), one file per child process, since huggingface_hub has no cancel:
-cancelling kills the child. An interrupted download is not resumed: huggingface_hub (2.4)
-downloads into a file of its own (``<etag>.<random>.incomplete``) and deletes it when the
-download fails, so the next fetch starts over; the partial file a killed child leaves is
-removed by ``fetch`` on cancel. Files lwq converts (wikitext, calibration) are written once
+Downloads go through lwq's one downloader (``transfer.download_files``, the same as a model's)
+into huggingface_hub's cache (``HF_HOME`` / ``HF_HUB_CACHE``, shared with other tools): a
+child process that cancel kills, the bytes received kept in lwq's partial area so that the
+next fetch resumes with ``Range``, the sha256 of an LFS file checked against the Hub's before
+the file takes its place in the cache. Files lwq converts (wikitext, calibration) are written once
 into lwq's cache, ``$LWQ_CACHE_DIR/data`` (default ``~/.cache/lwq/data``). With
 ``HF_HUB_OFFLINE=1`` or no network the caches are used; a file in neither is a
 ``DownloadError`` that says how to fetch it.
@@ -36,10 +35,6 @@ into lwq's cache, ``$LWQ_CACHE_DIR/data`` (default ``~/.cache/lwq/data``). With
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
-import time
 import zipfile
 from dataclasses import dataclass
 from enum import Enum
@@ -49,19 +44,21 @@ from typing import Any
 from ..evaluate.task_files import TaskKind
 from ..jobs.atomic import atomic_write_bytes
 from ..jobs.boundary import public_job
-from ..jobs.child_runner import ChildContext, run_in_child
-from ..jobs.errors import Cancelled, DownloadError, InputError, JobFailed, OutputError
+from ..jobs.errors import DownloadError, InputError, OutputError
 from ..jobs.paths import cache_dir
 from ..jobs.progress import (
     CancelToken,
     Phase,
     Progress,
     ProgressSink,
-    Throttle,
     check,
     no_progress,
 )
 from ..modelfile.hashing import sha256_text
+from .access import hub_access
+from .access import hub_cache_dir as hub_cache_dir  # re-exported: where `cached` looks
+from .access import offline as offline  # re-exported: the GUI asks whether it may fetch
+from .transfer import download_files, resolve_file
 
 
 class Form(str, Enum):
@@ -168,30 +165,9 @@ def dataset(name: str) -> HubDataset:
         raise InputError(f"unknown dataset {name!r}: choose from {', '.join(CATALOG)}") from None
 
 
-def hub_cache_dir() -> Path:
-    """huggingface_hub's cache, read from the environment now (its constants are read once)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
 def data_dir() -> Path:
     """Where lwq keeps the files it converts (beside its base-logits cache)."""
     return cache_dir("data")
-
-
-def offline() -> bool:
-    """``HF_HUB_OFFLINE`` as huggingface_hub reads it, but read now."""
-    value = os.environ.get("HF_HUB_OFFLINE")
-    if value is not None:
-        return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
 
 
 def cached(name: str) -> Path | None:
@@ -241,8 +217,8 @@ def fetch(
 
     Reports ``DOWNLOAD`` progress in bytes and a ``WRITE`` step for converted files; nothing
     when the file is cached. Raises ``DownloadError`` naming the dataset and file when it
-    cannot be had, ``Cancelled`` when ``cancel`` is set: nothing of the download is kept
-    (the next fetch starts over).
+    cannot be had, ``Cancelled`` when ``cancel`` is set: nothing is left under a final name,
+    and the bytes received wait in lwq's partial area for the next fetch to resume.
     """
     check(cancel)
     ds = dataset(name)
@@ -283,7 +259,7 @@ def rows_to_text(rows: list[str]) -> bytes:
     return (text + "\n").encode("utf-8") if text else b""
 
 
-# --- the Hugging Face cache and the download child --------------------------------------------
+# --- the Hugging Face cache and the download ----------------------------------------------
 
 
 def _in_hub_cache(ds: HubDataset) -> Path | None:
@@ -296,168 +272,24 @@ def _in_hub_cache(ds: HubDataset) -> Path | None:
 
 
 def _download(ds: HubDataset, progress: ProgressSink, cancel: CancelToken) -> Path:
-    cache = hub_cache_dir()
-    if offline():
+    """The file through lwq's one downloader (``transfer``): resumable, verified, in a child."""
+    access = hub_access()
+    if access.offline:
         raise DownloadError(
-            f"{ds.name}: {ds.repo}/{ds.filename} is not in the Hugging Face cache ({cache}) "
-            f"and HF_HUB_OFFLINE is set: run `lwq fetch {ds.name}` once with network and "
-            "without HF_HUB_OFFLINE"
+            f"{ds.name}: {ds.repo}/{ds.filename} is not in the Hugging Face cache "
+            f"({access.cache_dir}) and HF_HUB_OFFLINE is set: run `lwq fetch {ds.name}` once "
+            "with network and without HF_HUB_OFFLINE"
         )
-    progress(Progress(Phase.DOWNLOAD, 0, 1, ds.filename))
-    folders = _hub_folders(cache, ds)
-    before = _files_under(folders)
+    progress(Progress(Phase.DOWNLOAD, 0, 1, ds.filename))  # before the HEAD request
     try:
-        path = run_in_child(
-            f"{__name__}:download_file",
-            {
-                "name": ds.name,
-                "repo": ds.repo,
-                "filename": ds.filename,
-                "revision": ds.revision,
-                "cache_dir": str(cache),
-            },
-            progress=progress,
-            cancel=cancel,
+        remote = resolve_file(
+            access, ds.repo, ds.filename, repo_type="dataset", revision=ds.revision
         )
-    except (Cancelled, JobFailed):
-        _remove_orphans(folders, before)
-        raise
-    progress(Progress(Phase.DOWNLOAD, 1, 1, ds.filename))
-    return Path(path)
-
-
-def _hub_folders(cache: Path, ds: HubDataset) -> tuple[Path, ...]:
-    """The dataset's folder in the Hugging Face cache, and its lock folder."""
-    name = f"datasets--{ds.repo.replace('/', '--')}"
-    return cache / name, cache / ".locks" / name
-
-
-def _files_under(folders: tuple[Path, ...]) -> set[Path]:
-    """Every file and folder under ``folders``, the folders themselves included."""
-    return {p for f in folders if f.is_dir() for p in (f, *f.rglob("*"))}
-
-
-#: what a killed ``hf_hub_download`` leaves: its private partial file and its lock file
-ORPHANS = ("*.incomplete", "*.lock")
-
-
-def _remove_orphans(folders: tuple[Path, ...], before: set[Path]) -> None:
-    """Delete the partial download (``*.incomplete``) and lock a killed child left, and the
-    folders it created that are empty then; nothing that was there before it started."""
-    new = _files_under(folders) - before
-    for p in new:
-        if p.is_file() and any(p.match(pattern) for pattern in ORPHANS):
-            with contextlib.suppress(OSError):
-                p.unlink()
-    for d in sorted((p for p in new if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        with contextlib.suppress(OSError):
-            d.rmdir()  # only succeeds when empty
-
-
-#: bytes per progress report of a download (one read of the HTTP stream)
-PROGRESS_CHUNK = 1 << 20
-
-
-def download_file(
-    ctx: ChildContext, *, name: str, repo: str, filename: str, revision: str, cache_dir: str
-) -> str:
-    """The child side of ``fetch``: one ``hf_hub_download``, its byte progress sent up the pipe
-    (and repeated while nothing moves: importing huggingface_hub, the HEAD request, a stall)."""
-    with _Heartbeat(ctx.progress, Progress(Phase.DOWNLOAD, 0, 1, filename)) as sink:
-        return _download_file(sink, name, repo, filename, revision, cache_dir)
-
-
-def _download_file(
-    sink: ProgressSink, name: str, repo: str, filename: str, revision: str, cache_dir: str
-) -> str:
-    from huggingface_hub import constants, errors, hf_hub_download
-
-    # huggingface_hub reads the response in DOWNLOAD_CHUNK_SIZE pieces (10 MB) and reports
-    # progress once per piece: smaller pieces keep a slow download's progress alive
-    constants.DOWNLOAD_CHUNK_SIZE = PROGRESS_CHUNK
-    where = f"{repo}/{filename}"
-    try:
-        return str(
-            hf_hub_download(
-                repo,
-                filename,
-                repo_type="dataset",
-                revision=revision,
-                cache_dir=cache_dir,
-                tqdm_class=_byte_progress(Throttle(sink, 0.2), filename),
-            )
-        )
-    except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled):
-        raise DownloadError(
-            f"{name}: cannot reach the Hugging Face Hub for {where} and it is not in the cache "
-            f"({cache_dir}): check the network (or HF_ENDPOINT / proxy settings) and run "
-            f"`lwq fetch {name}` again"
-        ) from None
-    except (
-        errors.RepositoryNotFoundError,
-        errors.RevisionNotFoundError,
-        errors.EntryNotFoundError,
-    ) as e:
-        raise DownloadError(
-            f"{name}: {where} at revision {revision} is not on the Hub "
-            f"({type(e).__name__}); lwq's catalog needs updating"
-        ) from None
-    except Exception as e:  # transport errors (httpx, hf_xet, disk) share no base class
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DownloadError(f"{name}: downloading {where} failed: {first}") from None
-
-
-class _Heartbeat:
-    """A sink that passes events on (from any thread) and, after ``interval`` seconds without
-    one, sends the last event again, so the parent hears from a download that waits."""
-
-    def __init__(self, sink: ProgressSink, first: Progress, interval: float = 0.5) -> None:
-        self._sink, self._last, self._interval = sink, first, interval
-        self._at = time.monotonic()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def __call__(self, p: Progress) -> None:
-        with self._lock:
-            self._last, self._at = p, time.monotonic()
-            self._sink(p)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self._interval / 2):
-            with self._lock:
-                if time.monotonic() - self._at >= self._interval:
-                    self._at = time.monotonic()
-                    self._sink(self._last)
-
-    def __enter__(self) -> _Heartbeat:
-        self(self._last)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _byte_progress(sink: ProgressSink, label: str) -> type:
-    """A ``tqdm`` class for ``hf_hub_download`` that draws nothing and reports bytes to ``sink``."""
-    from tqdm.std import tqdm
-
-    class ByteProgress(tqdm):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.pop("name", None)  # huggingface_hub's own bar class takes a name
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-            self._bytes = int(kwargs.get("initial") or 0)
-            sink(Progress(Phase.DOWNLOAD, self._bytes, int(self.total or 0), label))
-
-        def update(self, n: float | None = 1) -> bool | None:
-            self._bytes += int(n or 0)
-            sink(Progress(Phase.DOWNLOAD, self._bytes, int(self.total or 0), label))
-            return super().update(n)
-
-    return ByteProgress
+        cancel.raise_if_cancelled()
+        [path] = download_files(access, [remote], progress=progress, cancel=cancel).paths
+    except DownloadError as e:
+        raise DownloadError(f"{ds.name}: {e}") from None
+    return path
 
 
 # --- conversions ------------------------------------------------------------------------------
