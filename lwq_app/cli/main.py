@@ -20,6 +20,7 @@ from . import (
     data_commands,
     eval_commands,
     gui_command,
+    hub_commands,
     importance_commands,
     model_commands,
     plan_commands,
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         calibrate_command,
         eval_commands,
         data_commands,
+        hub_commands,
     ):
         group.register(sub)
     return ap
