@@ -4,10 +4,13 @@ A 10 ms timer on the GUI thread records the gaps between its ticks during the lo
 the F16 upcast of a quantized source (on open), imatrix collection, the sensitivity, the
 plan page's inputs, Auto and quantize — run through the real window on SmolLM2, and while
 the mouse drags a column header and a selection of every cell of an 80-layer plan (the
-fixtures' synthetic 80-layer GGUF) four steps up and back, a move every 8 ms.
+fixtures' synthetic 80-layer GGUF) four steps up and back, a move every 8 ms. Then the
+Hub pane's flow against the tests' loopback Hub: SmolLM2 as a safetensors repo (~270 MB)
+searched, downloaded, sha256-checked, converted to F16 with llama.cpp's converter and opened,
+each phase measured on its own (``--only-hub`` runs just that; ``--no-hub`` skips it).
 Target: max gap ≤ 100 ms (p99 printed too). Offscreen unless ``DISPLAY`` is set.
 
-    python benchmarks/gui_heartbeat.py [--chunks 8] [--rows 64]
+    python benchmarks/gui_heartbeat.py [--chunks 8] [--rows 64] [--only-hub | --no-hub]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -60,6 +64,53 @@ def start_sampler(out: list[str]) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+HUB_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def start_hub(data: Path) -> Any:
+    """The tests' loopback Hub, in a process of its own, serving SmolLM2 as a safetensors repo;
+    this process and its children pointed at it (HF_HOME under ``data``, Xet off)."""
+    from hub_fixtures import hub_in_child, smollm2_safetensors
+
+    served = hub_in_child({HUB_REPO: (smollm2_safetensors(), {"pipeline_tag": "text-generation"})})
+    url = served.__enter__()
+    os.environ.update(HF_ENDPOINT=url, HF_HOME=str(data / "hf"), HF_HUB_DISABLE_XET="1",
+                      HF_HUB_OFFLINE="0", NO_PROXY="127.0.0.1,localhost")  # fmt: skip
+    for name in ("HF_TOKEN", "HF_HUB_CACHE", "HF_TOKEN_PATH"):
+        os.environ.pop(name, None)
+    return served
+
+
+def hub_flow(window: object, ctx: object, until: Callable[..., None], stalls: list[str]) -> None:
+    """Search, select, Download and open (download, verify, convert, open), one line a phase."""
+    from heartbeat import PhaseHeartbeat
+
+    from lwq_app.gui.context import Step
+
+    view = window.page(Step.MODEL)  # type: ignore[attr-defined]
+    window.go_to(Step.MODEL)  # type: ignore[attr-defined]
+    view.show_hub()
+    pane = view.hub_pane
+    pane.query.setText("SmolLM2")
+    pane.search()
+    until(lambda: pane.results_model.rowCount() > 0)
+    pane.select_repo(HUB_REPO)
+    until(lambda: pane.details.details is not None)
+    was_open = ctx.session.result  # type: ignore[attr-defined]
+    stalls.clear()
+    t0 = time.monotonic()
+    with PhaseHeartbeat(ctx.runner) as hb:  # type: ignore[attr-defined]
+        pane.details.download_button.click()
+        until(lambda: ctx.session.result is not was_open and not ctx.runner.running)  # type: ignore[attr-defined]
+    print(f"{'Hub: download, verify, convert, open':<44} {time.monotonic() - t0:6.1f} s")
+    for phase, gaps in hb.gaps_ms.items():
+        if phase in ("download", "verify", "convert", "hash"):
+            print(f"  {phase:<42} {'':8}   max gap {hb.max_gap_ms(phase):6.1f} ms   "
+                  f"p99 {hb.p99_gap_ms(phase):5.1f} ms   ({len(gaps)} ticks; target max <= 100 ms)")  # fmt: skip
+    for st in dict.fromkeys(stalls):
+        print("  GUI thread late, at:\n" + st)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--chunks", type=int, default=8)
@@ -69,12 +120,17 @@ def main() -> int:
                     help="children at the window's priority (the app runs them nicer)")  # fmt: skip
     ap.add_argument("--stacks", action="store_true",
                     help="print the GUI thread's stack whenever it is 50 ms late (diagnosis)")  # fmt: skip
+    hub = ap.add_mutually_exclusive_group()
+    hub.add_argument("--only-hub", action="store_true",
+                     help="only the Hub flow: download, verify, convert, open")  # fmt: skip
+    hub.add_argument("--no-hub", action="store_true", help="skip the Hub flow")
     a = ap.parse_args()
     if not os.environ.get("DISPLAY"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     data = tempfile.mkdtemp(prefix="lwq-hb-data-")
     os.environ["LWQ_DATA_DIR"] = data
     os.environ["LWQ_CACHE_DIR"] = tempfile.mkdtemp(prefix="lwq-hb-cache-")
+    server = None if a.no_hub else start_hub(Path(data))  # before huggingface_hub is imported
 
     from heartbeat import Heartbeat
     from PySide6.QtCore import QPoint, QSettings, Qt
@@ -134,6 +190,12 @@ def main() -> int:
               "   (a one-time layout and first paint, not a job)")  # fmt: skip
 
     settle("first show of the window (every page laid out)")
+    if a.only_hub:
+        hub_flow(window, ctx, until, stalls)
+        window.close()
+        QApplication.processEvents()
+        server.__exit__(None, None, None)
+        return 0
     imp = window.page(Step.IMPORTANCE)
     measure("upcast on open (Q4_1 -> F16)", lambda: window.open_path(source))
     window.go_to(Step.IMPORTANCE)  # the page's first show builds and paints its plots
@@ -213,8 +275,12 @@ def main() -> int:
     j = page.grid.grid().kinds.index("ffn_down")
     drag("drag a kind (80 tensors) ±4 steps", page.grid.column_header_center(j), 4)
     drag("drag all 560 cells ±4 steps", page.grid.cell_center(40, 0), 4, select_all=True)
+    if server is not None:
+        hub_flow(window, ctx, until, stalls)
     window.close()
     QApplication.processEvents()
+    if server is not None:
+        server.__exit__(None, None, None)
     return 0
 
 

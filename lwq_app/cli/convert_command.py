@@ -24,13 +24,15 @@ def _out_type(value: str) -> str:
 def cmd_convert(a: argparse.Namespace) -> int:
     from ..core.hub.convert import ConvertRequest, convert_model
 
-    request = ConvertRequest(Path(a.source), a.type, Path(a.output))
+    request = ConvertRequest(Path(a.source), a.type, Path(a.output), delete_source=a.delete_source)
     with ProgressBar() as bar:
         r = convert_model(request, progress=bar)
     err(
         f"wrote {r.output} ({r.arch}, {r.tensors} tensors, {a.type}, "
         f"{format_size(r.bytes)}, {r.seconds:.1f}s)"
     )
+    if a.delete_source:
+        err(f"deleted {a.source} from the Hugging Face cache ({format_size(r.freed_bytes)} freed)")
     if a.json:
         emit_json(
             {
@@ -41,6 +43,7 @@ def cmd_convert(a: argparse.Namespace) -> int:
                 "tensors": r.tensors,
                 "bytes": r.bytes,
                 "seconds": round(r.seconds, 2),
+                "freed_bytes": r.freed_bytes,
             }
         )
     else:
@@ -71,5 +74,11 @@ def register(sub: Any) -> None:
         help="tensor type of the GGUF (default F16; 1-D tensors stay F32)",
     )
     p.add_argument("-o", "--output", required=True, metavar="OUT.gguf", help="output file")
+    p.add_argument(
+        "--delete-source",
+        action="store_true",
+        help="once converted, delete DIR (a snapshot `lwq hub download` put in the Hugging "
+        "Face cache) and the blobs only it uses",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
     p.set_defaults(func=cmd_convert)

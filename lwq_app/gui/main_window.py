@@ -220,6 +220,15 @@ class MainWindow(QMainWindow):
             self._remember_dir(Path(path))
             self.open_path(path)
 
+    def show_hub(self) -> None:
+        """The Model step's Hub pane (search, download, convert)."""
+        self.go_to(Step.MODEL)
+        self.pages[Step.MODEL].show_hub()  # type: ignore[attr-defined]
+
+    def open_safetensors_dialog(self) -> None:
+        self.go_to(Step.MODEL)
+        self.pages[Step.MODEL].choose_safetensors_folder()  # type: ignore[attr-defined]
+
     def close_project(self) -> None:
         self.ctx.session.close()
 
@@ -309,7 +318,7 @@ def dropped_path(mime: QMimeData) -> tuple[Path | None, str]:
     if not mime.hasUrls():
         text = mime.text().strip() if mime.hasText() else ""
         what = f"{text[:80]!r} is not a file" if text else "nothing that is a file was dropped"
-        return None, f"{what}: {hint} (Hub links come with the Hub integration)"
+        return None, f"{what}: {hint} (for a Hub model, File → Search the Hub)"
     local = [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
     if not local:
         return None, f"{mime.urls()[0].toString()} is not a local file: {hint}"

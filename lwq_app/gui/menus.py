@@ -24,7 +24,6 @@ from .log_dock import LogDockWidget
 #: the most recent files kept in File → Open Recent
 RECENT_LIMIT = 10
 RECENT_KEY = "recent/paths"
-HUB_LATER = "Comes with the Hugging Face Hub integration (a later version of lwq)"
 
 
 class MenuHost(Protocol):
@@ -45,6 +44,8 @@ class MenuHost(Protocol):
     def quit(self) -> None: ...
     def show_about(self) -> None: ...
     def go_to(self, step: Step) -> None: ...
+    def show_hub(self) -> None: ...
+    def open_safetensors_dialog(self) -> None: ...
 
 
 class RecentFiles:
@@ -155,10 +156,16 @@ def build_menus(host: MenuHost) -> WindowActions:
     recent.setToolTipsVisible(True)
     recent.setToolTip("Models and projects opened before (missing ones are left out)")
     recent.aboutToShow.connect(lambda: fill_recent_menu(w, recent))
-    search_hub = _action(bar, "search_hub", "Search the &Hub…", HUB_LATER)
-    search_hub.setEnabled(False)
-    safetensors = _action(bar, "open_safetensors", "Open &Safetensors Folder…", HUB_LATER)
-    safetensors.setEnabled(False)
+    search_hub = _action(
+        bar, "search_hub", "Search the &Hub…",
+        "Search the Hugging Face Hub, download a model and open it (the Model step's Hub pane)",
+        w.show_hub,
+    )  # fmt: skip
+    safetensors = _action(
+        bar, "open_safetensors", "Open &Safetensors Folder…",
+        "Convert a transformers folder (config, safetensors, tokenizer) to GGUF and open it",
+        w.open_safetensors_dialog,
+    )  # fmt: skip
     save = _action(
         bar, "save", "&Save", "Save the project now (it also saves itself after each change)",
         ctx.session.save, QKeySequence.StandardKey.Save,

@@ -298,3 +298,28 @@ def test_cli_prints_the_path_and_json(hub: HubServer, capsys: pytest.CaptureFixt
     assert main(["hub", "download", "org/missing"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "lwq: error: org/missing on " in err
+
+
+def test_a_converted_snapshot_can_be_deleted_and_only_a_snapshot(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    """What `lwq convert --delete-source` and the app's "then delete the safetensors" do once
+    the GGUF is written: the snapshot and the blobs only it uses go; a blob another snapshot
+    shares stays; a folder that is not a cached snapshot is refused before any conversion."""
+    from lwq_app.core.hub.cache_layout import delete_snapshot
+    from lwq_app.core.hub.convert import ConvertRequest, convert_model
+
+    old = download_model(DownloadRequest(REPO))
+    hub.add_model(REPO, {**FILES, "model.safetensors": os.urandom(300_000)})  # a new commit
+    new = download_model(DownloadRequest(REPO))
+    assert new.commit != old.commit
+    cache = hf_cache(tmp_path)
+    blobs = cache / f"models--{REPO.replace('/', '--')}" / "blobs"
+    shared = (old.path / "config.json").resolve()  # the same bytes in both commits
+    freed = delete_snapshot(new.path, cache)
+    assert freed >= 300_000 and not new.path.exists()
+    assert shared.is_file() and (old.path / "model.safetensors").is_file()
+    assert len(list(blobs.iterdir())) == len(WANTED) + 1  # old's files and README.md
+    with pytest.raises(InputError, match="not a downloaded snapshot"):
+        convert_model(ConvertRequest(tmp_path, "F16", tmp_path / "x.gguf", delete_source=True))
+    assert old.path.is_dir() and not (tmp_path / "x.gguf").exists()

@@ -74,3 +74,73 @@ class Heartbeat(QObject):
             f"{self.ticks} ticks of {self.interval_ms} ms: max gap {self.max_gap_ms:.1f} ms, "
             f"p99 {self.p99_gap_ms:.1f} ms"
         )
+
+
+class PhaseHeartbeat(QObject):
+    """A ``Heartbeat`` per progress phase of the jobs the runner reports (``download``,
+    ``verify``, ``convert``, ``hash``…): the gaps are filed under the phase running when they
+    ended, so a stall is pinned on the phase that caused it::
+
+        with PhaseHeartbeat(ctx.runner) as hb:
+            ...
+        assert hb.max_gap_ms("convert") < 500, hb.summary()
+    """
+
+    def __init__(self, runner: QObject, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._runner = runner
+        self.gaps_ms: dict[str, list[float]] = {}
+        self._label = ""
+        self._beat: Heartbeat | None = None
+
+    def start(self, label: str = "start") -> PhaseHeartbeat:
+        self.gaps_ms.clear()
+        self._runner.job_progressed.connect(self._on_progress)  # type: ignore[attr-defined]
+        self._switch(label)
+        return self
+
+    def stop(self) -> PhaseHeartbeat:
+        self._switch("")
+        self._runner.job_progressed.disconnect(self._on_progress)  # type: ignore[attr-defined]
+        return self
+
+    def __enter__(self) -> PhaseHeartbeat:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _on_progress(self, job: object) -> None:
+        p = getattr(job, "progress", None)
+        if p is not None and p.phase.value != self._label:
+            self._switch(p.phase.value)
+
+    def _switch(self, label: str) -> None:
+        if self._beat is not None:
+            self._beat.stop()
+            self.gaps_ms.setdefault(self._label, []).extend(self._beat.gaps_ms)
+            self._beat.deleteLater()
+            self._beat = None
+        self._label = label
+        if label:
+            self._beat = Heartbeat(parent=self).start()
+
+    def max_gap_ms(self, phase: str | None = None) -> float:
+        """The longest gap in ``phase`` (every phase's when None)."""
+        if phase is None:
+            return max((max(g, default=0.0) for g in self.gaps_ms.values()), default=0.0)
+        return max(self.gaps_ms.get(phase, ()), default=0.0)
+
+    def p99_gap_ms(self, phase: str) -> float:
+        g = self.gaps_ms.get(phase, ())
+        return float(np.percentile(g, 99)) if g else 0.0
+
+    def ticks(self, phase: str) -> int:
+        return len(self.gaps_ms.get(phase, ()))
+
+    def summary(self) -> str:
+        return "; ".join(
+            f"{phase}: {len(g)} ticks, max gap {self.max_gap_ms(phase):.1f} ms, "
+            f"p99 {self.p99_gap_ms(phase):.1f} ms"
+            for phase, g in self.gaps_ms.items()
+        )

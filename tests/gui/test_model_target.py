@@ -103,8 +103,7 @@ def test_table_and_summary_are_the_core_inventory(qtbot, ctx: AppContext) -> Non
     assert "Project base" not in rows and not view.banner.isVisible()
     mix = [view.mix_table.item(i, 0).text() for i in range(view.mix_table.rowCount())]
     assert mix == [m.type for m in s.type_mix]
-    assert not view.hub_button.isEnabled()
-    assert "Hub support" in view.hub_button.toolTip()
+    assert view.hub_button.isEnabled() and "Hub" in view.hub_button.toolTip()
     assert view.filter_edit.placeholderText()
 
 

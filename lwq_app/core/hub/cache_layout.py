@@ -179,3 +179,29 @@ def discard_pending(repo: str, revision: str | None = None, repo_type: str = "mo
     with contextlib.suppress(OSError):
         folder.rmdir()  # only when empty
     return freed
+
+
+def check_snapshot(folder: Path, cache: Path) -> None:
+    """``InputError`` unless ``folder`` is a snapshot folder of a repo in the cache ``cache``."""
+    from ..jobs.errors import InputError
+
+    folder, root = Path(folder).resolve(), Path(cache).resolve()
+    if folder.parent.name != "snapshots" or folder.parent.parent.parent != root:
+        raise InputError(
+            f"{folder}: not a downloaded snapshot in the Hugging Face cache ({root}); "
+            "lwq deletes only files the cache holds"
+        )
+
+
+def delete_snapshot(folder: Path, cache: Path) -> int:
+    """Delete a downloaded snapshot (``<cache>/models--org--name/snapshots/<commit>``) from the
+    Hugging Face cache, with the blobs no other snapshot uses: the safetensors a conversion no
+    longer needs. Returns the bytes freed. Refuses (``InputError``) a folder that is not a
+    snapshot in ``cache``: lwq deletes only what the cache holds."""
+    from huggingface_hub import scan_cache_dir
+
+    check_snapshot(folder, cache)
+    strategy = scan_cache_dir(Path(cache).resolve()).delete_revisions(Path(folder).resolve().name)
+    freed = int(strategy.expected_freed_size)
+    strategy.execute()
+    return freed

@@ -49,6 +49,8 @@ from ..jobs.progress import (
     no_progress,
 )
 from ..jobs.resources import RESOURCES
+from .access import hub_cache_dir
+from .cache_layout import check_snapshot, delete_snapshot
 from .provenance import record_source, source_of
 
 #: the vendored converter (``packaging/vendor_llama_cpp.py`` re-creates it)
@@ -69,6 +71,8 @@ class ConvertRequest:
     source: Path
     out_type: str
     output: Path
+    #: once converted, delete ``source`` from the Hugging Face cache (a downloaded snapshot)
+    delete_source: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ class ConvertResult:
     tensors: int
     bytes: int
     seconds: float
+    #: bytes ``delete_source`` freed (0 when the source was kept)
+    freed_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -241,6 +247,8 @@ def convert_model(
             f"convert type must be F16, BF16 or F32, not {shown(request.out_type, 40)}"
         )
     t0 = time.monotonic()
+    if request.delete_source:
+        check_snapshot(Path(request.source), hub_cache_dir())  # refused before the work
     found = inspect_source(Path(request.source))
     output = Path(request.output)
     if output.resolve() in {p.resolve() for p in found.weights}:
@@ -256,6 +264,7 @@ def convert_model(
     source = source_of(found.path)
     if source is not None:
         record_source(output, source.repo, source.commit, source.revision, source.repo_type)
+    freed = delete_snapshot(found.path, hub_cache_dir()) if request.delete_source else 0
     return ConvertResult(
         output,
         str(answer.get("arch") or ""),
@@ -263,6 +272,7 @@ def convert_model(
         int(answer.get("tensors") or 0),
         size,
         time.monotonic() - t0,
+        freed,
     )
 
 

@@ -4,12 +4,16 @@ Everything shown comes from the core: ``summarize`` for the summary and the type
 inventory for the table. While the project opens (hashing, and for a quantized file its F16
 upcast) the view reads the file's header in a quick job of its own, so the user sees what
 they opened — and why a quantized file is upcast first — before the long job ends.
+
+The Hub button swaps the page for the Hub pane (``hub_pane``: search, details, download,
+convert); it is built on first use, and the page comes back when a model starts opening.
 """
 
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -25,6 +29,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QTableView,
     QTableWidget,
     QTableWidgetItem,
@@ -39,6 +44,9 @@ from lwq_app.core.modelfile.summary import ModelSummary, summarize
 from ..context import AppContext
 from ..worker import Job
 from .tensor_table import TensorFilterProxy, TensorTableModel
+
+if TYPE_CHECKING:
+    from .hub_pane import HubPane
 
 _PHASE_TEXT = {
     Phase.HASH: "Hashing the weights",
@@ -80,10 +88,11 @@ class ModelView(QWidget):
         self.open_button.setToolTip("Open a local GGUF model (a split model: its first file)")
         self.open_button.clicked.connect(self.choose_file)
         self.hub_button = QPushButton("Hugging Face Hub / safetensors…")
-        self.hub_button.setEnabled(False)
         self.hub_button.setToolTip(
-            "Searching the Hub and converting safetensors comes with the Hub support"
+            "Search the Hub, download a model (safetensors are converted to GGUF) and open it"
         )
+        self.hub_button.clicked.connect(self.show_hub)
+        self._hub: HubPane | None = None
         self.path_label = QLabel("No model open. Open a GGUF file, or drop one on the window.")
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         top = QHBoxLayout()
@@ -166,11 +175,17 @@ class ModelView(QWidget):
         splitter.setStretchFactor(1, 3)
         splitter.setSizes([420, 680])
 
+        self.local = QWidget()
+        local = QVBoxLayout(self.local)
+        local.setContentsMargins(0, 0, 0, 0)
+        local.addLayout(top)
+        local.addWidget(self.banner)
+        local.addWidget(self.progress)
+        local.addWidget(splitter, 1)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.local)
         layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addWidget(self.banner)
-        layout.addWidget(self.progress)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(self.stack)
 
         session = ctx.session
         session.opening.connect(self._on_opening)
@@ -198,8 +213,32 @@ class ModelView(QWidget):
             self._ctx.settings.setValue("model/last_folder", str(Path(path).parent))
             self._ctx.session.open(path)
 
+    # -- the Hub pane -----------------------------------------------------------------------
+    @property
+    def hub_pane(self) -> HubPane:
+        """The Hub pane (built, with its imports, on first use)."""
+        if self._hub is None:
+            from .hub_pane import HubPane
+
+            self._hub = HubPane(self._ctx, self)
+            self._hub.back_clicked.connect(lambda: self.stack.setCurrentWidget(self.local))
+            self.stack.addWidget(self._hub)
+        return self._hub
+
+    def show_hub(self) -> None:
+        self.stack.setCurrentWidget(self.hub_pane)
+
+    def choose_safetensors_folder(self) -> None:
+        """Pick a local transformers folder; it is converted (the Hub pane's type) and opened."""
+        start = str(self._ctx.settings.value("model/last_folder", "", str))
+        folder = QFileDialog.getExistingDirectory(self, "Open a safetensors folder", start)
+        if folder:
+            self.show_hub()
+            self.hub_pane.convert_folder(Path(folder))
+
     # -- opening --------------------------------------------------------------------------
     def _on_opening(self, path: Path) -> None:
+        self.stack.setCurrentWidget(self.local)
         self._opening = Path(path)
         self.path_label.setText(f"Opening {self._opening.name}…")
         self.progress.setValue(0)

@@ -5,7 +5,8 @@ The page shows the core's ``results_table`` of the project (built off the GUI th
 sortable table, the size-vs-KLD scatter with its Pareto front, the task-score and speed bars,
 and the per-tensor diff of two variants' plans. The variants list beside them adds, renames,
 deletes and reveals files, makes the nearest stock mixes and starts the Speed test. Every
-figure, flag and text is the core's; the page lays them out and routes the clicks.
+figure, flag and text is the core's; the page lays them out and routes the clicks. Publish
+opens ``publish_dialog`` (the chosen variants and a card of these tables to a Hub repo).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
+    QDialog,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -72,6 +74,13 @@ class ResultsView(QWidget):
         self.png_button = QPushButton("Export figures…", self)
         self.png_button.setToolTip("The scatter and the bars as PNG files")
         self.png_button.clicked.connect(self._figures_dialog)
+        self.publish_button = QPushButton("Publish…", self)
+        self.publish_button.setToolTip(
+            "Upload chosen variants with a model card of these tables to a Hugging Face Hub repo"
+        )
+        self.publish_button.clicked.connect(self.open_publish)
+        self.publish_button.setEnabled(False)  # until the project has a variant
+        self.publish_dialog: QDialog | None = None
         self.missing = QLabel(self)
         self.missing.setWordWrap(True)
         self.fetch_button = QPushButton("Fetch missing task files…", self)
@@ -81,7 +90,7 @@ class ResultsView(QWidget):
         self.fetch_button.clicked.connect(self.fetch_missing)
         top = QHBoxLayout()
         top.addWidget(self.status, 1)
-        for b in (self.settings_button, self.card_button, self.png_button):
+        for b in (self.settings_button, self.card_button, self.png_button, self.publish_button):
             top.addWidget(b)
         banner = QHBoxLayout()
         banner.addWidget(self.missing, 1)
@@ -194,6 +203,7 @@ class ResultsView(QWidget):
         self._sync(self.tabs.currentWidget())
         self.card_button.setEnabled(table is not None)
         self.png_button.setEnabled(table is not None)
+        self.publish_button.setEnabled(table is not None and len(table.rows) > 1)
         if table is None:
             self.status.setText("Open a model to compare its variants.")
         else:
@@ -311,3 +321,14 @@ class ResultsView(QWidget):
                 out.append(p)
         self._ctx.notifier.info("Export the figures", ", ".join(str(p) for p in out))
         return out
+
+    def open_publish(self) -> QDialog:
+        """The Publish dialog over the project's variants (non-modal: the window stays usable
+        while it uploads)."""
+        from .publish_dialog import PublishDialog
+
+        if self.publish_dialog is None or not self.publish_dialog.isVisible():
+            self.publish_dialog = PublishDialog(self._ctx, self)
+        self.publish_dialog.show()
+        self.publish_dialog.raise_()
+        return self.publish_dialog
