@@ -20,6 +20,16 @@ for _var, _prefix in (("LWQ_DATA_DIR", "lwq-test-data-"), ("LWQ_CACHE_DIR", "lwq
     if not os.environ.get(_var):
         os.environ[_var] = _made = tempfile.mkdtemp(prefix=_prefix)
         atexit.register(shutil.rmtree, _made, True)
+# No test reaches the internet: the Hub is a loopback server a test starts (hub_server.py,
+# which points HF_ENDPOINT at itself); any other Hub request, from this process or a child,
+# goes to a closed local port and fails at once. Set before huggingface_hub is imported (it
+# reads these once); the session's own HF_HOME keeps the user's token and cache out of it.
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+for _var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HUB_CACHE"):
+    os.environ.pop(_var, None)
+os.environ["HF_HOME"] = _hf_home = tempfile.mkdtemp(prefix="lwq-test-hf-")
+atexit.register(shutil.rmtree, _hf_home, True)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fixtures  # noqa: E402  (after the environment above)
