@@ -224,6 +224,7 @@ def quantize(
             digest = tensor_data_hash(written, progress=phases.sink(Phase.HASH), cancel=cancel)
         check(cancel)
         phases.start(Phase.WRITE, 1, sidecar.name)
+        check(cancel)  # a cancel until here leaves nothing: no sidecar, no GGUF
         side = _sidecar(plan, model, imatrix_path, base, digest)
         atomic_write_text(sidecar, json.dumps(side, indent=1) + "\n")
     phases.sink(Phase.WRITE)(Progress(Phase.WRITE, 1, 1, str(out_p)))
