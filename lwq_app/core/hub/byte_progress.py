@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from ..jobs.progress import Phase, Progress, ProgressSink
+from ..jobs.progress import Phase, Progress, ProgressSink, SlidingWindow
 
 
 class Heartbeat:
@@ -53,20 +53,17 @@ class TransferRate:
     phase changes or the count goes back."""
 
     def __init__(self, window: float = 10.0) -> None:
-        self._window = window
-        self._samples: list[tuple[float, float]] = []
+        self._window = SlidingWindow(window)
         self._phase: Phase | None = None
 
     def update(self, p: Progress, now: float | None = None) -> tuple[float | None, float | None]:
         """``(bytes_per_second, seconds_left)``; None where not known yet."""
-        t = time.monotonic() if now is None else now
-        if p.phase != self._phase or (self._samples and p.done < self._samples[-1][1]):
-            self._samples.clear()
+        t1 = time.monotonic() if now is None else now
+        if p.phase != self._phase:
+            self._window.restart()
             self._phase = p.phase
-        self._samples.append((t, p.done))
-        while len(self._samples) > 2 and t - self._samples[1][0] >= self._window:
-            self._samples.pop(0)
-        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
+        t0, d0 = self._window.add(t1, p.done)
+        d1 = p.done
         if t1 - t0 < 0.5 or d1 <= d0:
             return None, None
         rate = (d1 - d0) / (t1 - t0)

@@ -404,13 +404,7 @@ _MEANINGFUL = re.compile(r"^(ERROR:|[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b
 
 
 def _last_meaningful_line(log: Path) -> str:
-    try:
-        with log.open("rb") as f:
-            f.seek(max(0, log.stat().st_size - (64 << 10)))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return ""
-    for line in reversed(lines):
-        if _MEANINGFUL.match(line.strip()):
-            return shown(line.strip(), 300)
+    for line in reversed(child_runner.log_tail_lines(log)):
+        if _MEANINGFUL.match(line):
+            return shown(line, 300)
     return ""

@@ -318,17 +318,23 @@ _NOISE = re.compile(
 )
 
 
+def log_tail_lines(log: str | os.PathLike[str], limit: int = 64 << 10) -> list[str]:
+    """The non-empty lines, stripped, of the last ``limit`` bytes of a child's log (where why
+    it died is written); none when it cannot be read."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.path.getsize(log) - limit))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines()]
+    except OSError:
+        return []
+    return [ln for ln in lines if ln]
+
+
 def _last_meaningful_line(log: str | None) -> str:
     """The line of the child's log that says why it died (the GGML_ASSERT line), escaped."""
     if log is None:
         return ""
-    try:
-        with open(log, "rb") as f:
-            f.seek(max(0, os.path.getsize(log) - (64 << 10)))
-            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines()]
-    except OSError:
-        return ""
-    lines = [ln for ln in lines if ln]
+    lines = log_tail_lines(log)
     for pattern in _MEANINGFUL:
         for ln in reversed(lines):
             if pattern.search(ln) and not _NOISE.match(ln):

@@ -120,6 +120,28 @@ class Phases:
         return s
 
 
+class SlidingWindow:
+    """The (time, count) samples of the last ``window`` seconds, for a rate that follows the
+    present: ``add`` gives the oldest sample kept, whose slope to the newest is the rate. A
+    count that goes back (a job that restarted it) starts the window over."""
+
+    def __init__(self, window: float) -> None:
+        self._window = window
+        self._samples: list[tuple[float, float]] = []
+
+    def restart(self) -> None:
+        self._samples.clear()
+
+    def add(self, t: float, value: float) -> tuple[float, float]:
+        """Keep ``(t, value)``; the oldest sample still in the window."""
+        if self._samples and value < self._samples[-1][1]:
+            self._samples.clear()
+        self._samples.append((t, value))
+        while len(self._samples) > 2 and t - self._samples[1][0] >= self._window:
+            self._samples.pop(0)
+        return self._samples[0]
+
+
 class EtaEstimator:
     """Seconds left from a stream of (position, time) samples of one job.
 
@@ -128,18 +150,12 @@ class EtaEstimator:
     estimate before ``min_elapsed`` seconds and 1 % of progress."""
 
     def __init__(self, window: float = 30.0, min_elapsed: float = 1.0) -> None:
-        self._window = window
+        self._window = SlidingWindow(window)
         self._min_elapsed = min_elapsed
-        self._samples: list[tuple[float, float]] = []
 
     def update(self, position: float, now: float | None = None) -> float | None:
         t = time.monotonic() if now is None else now
-        if self._samples and position < self._samples[-1][1]:
-            self._samples.clear()  # the job restarted its count: start over
-        self._samples.append((t, position))
-        while len(self._samples) > 2 and t - self._samples[1][0] >= self._window:
-            self._samples.pop(0)
-        t0, p0 = self._samples[0]
+        t0, p0 = self._window.add(t, position)
         if t - t0 < self._min_elapsed or position < 0.01 or position <= p0:
             return None
         if position >= 1.0:
